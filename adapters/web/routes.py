@@ -1,0 +1,102 @@
+"""`GET /` (the chat page) and `POST /api/chat` (answers as server-sent events).
+
+Each browser tab keeps its own conversation id; the first response of a new conversation
+carries the id that the page then sends back with every question.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from adapters.web.channel import SseReplyChannel
+from bot.engine import Engine, Outcome, Result
+from bot.model import Author, ConversationKey, Message
+
+log = structlog.get_logger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+MAX_BODY_BYTES = 512 * 1024
+FAILED = {Outcome.MODEL_FAILED, Outcome.STORAGE_FAILED}
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    message: str = Field(max_length=MAX_BODY_BYTES)
+    conversation_id: Identifier | None = None
+    message_id: Identifier | None = None  # lets a page retry a POST without a second answer
+
+
+def _problem(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def web_chat_router(engine: Engine) -> APIRouter:
+    router = APIRouter()
+    running: set[asyncio.Task[Any]] = set()  # strong references: answers outlive their request
+
+    @router.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @router.get("/static/{name}", include_in_schema=False)
+    async def asset(name: str) -> Response:
+        path = (STATIC / name).resolve()
+        if path.parent != STATIC.resolve() or not path.is_file():
+            return _problem(404, "not found")
+        return FileResponse(path)
+
+    @router.post("/api/chat")
+    async def chat(request: Request) -> Response:
+        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
+            return _problem(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return _problem(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
+        try:
+            parsed = ChatRequest.model_validate(json.loads(body))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _problem(400, 'the body must be JSON: {"message": "...", '
+                                 '"conversation_id": "..."}')
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "body"
+            return _problem(422, f"{field}: {first['msg']}")
+
+        conversation_id = parsed.conversation_id or uuid.uuid4().hex
+        message = Message(
+            key=ConversationKey("web", "web", "chat", conversation_id),
+            id=parsed.message_id or uuid.uuid4().hex,
+            author=Author(id=f"web:{conversation_id}", display_name=""),
+            text=parsed.message, direct=True, channel_name="the web chat")
+        channel = SseReplyChannel()
+        channel.emit("conversation", {"conversation_id": conversation_id})
+
+        async def answer() -> None:
+            try:
+                result: Result = await engine.handle(message, channel)
+                if result.outcome in FAILED and result.reply is not None:
+                    channel.emit("error", {"message": result.reply.text,
+                                           "outcome": result.outcome.value})
+                channel.emit("done", {"outcome": result.outcome.value})
+            finally:
+                channel.close()
+
+        task = asyncio.create_task(answer())
+        running.add(task)
+        task.add_done_callback(running.discard)
+        return StreamingResponse(channel.events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
+
+    return router

@@ -1,0 +1,197 @@
+"""The pipeline from one inbound message to one answer, as the steps of DESIGN.md.
+
+The engine is platform-free: it receives a `Message` and a `ReplyChannel` and never learns which
+platform it serves. Whatever fails (input, storage, the model, the platform) ends in a polite
+reply or a log line, never in an exception that reaches a chat; and once the user's message is
+stored, it stays stored whatever happens to the answer.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+
+from adapters.base import ReplyChannel, ReplyStream
+from bot import attachments, guardrails, metrics, replies
+from bot.config import Behaviour, ChannelPolicy
+from bot.llm import ChatModel, ModelError, StreamEnd, TextDelta
+from bot.memory import ConversationMemory
+from bot.model import Message, Reply, ReplyMode
+from bot.prompt import build_messages
+from bot.store.conversations import (
+    AnswerRecord,
+    ConversationState,
+    ConversationStore,
+    StorageUnavailable,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class Outcome(enum.StrEnum):
+    ANSWERED = "answered"
+    DUPLICATE = "duplicate"  # a redelivery of a message already handled: nothing is posted
+    REFUSED = "refused"  # the input was not a question we can take (empty, too long, binary)
+    NO_MODEL = "no_model"
+    MODEL_FAILED = "model_failed"
+    STORAGE_FAILED = "storage_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    conversation_id: int | None = None
+    reply: Reply | None = None
+
+
+class Engine:
+    def __init__(self, store: ConversationStore, behaviour: Behaviour,
+                 model: ChatModel | None) -> None:
+        self._store = store
+        self._behaviour = behaviour
+        self._model = model
+        self._memory = ConversationMemory(
+            store, self._summarize if model else None,
+            budget=behaviour.limits.history_token_budget)
+
+    @property
+    def model_name(self) -> str | None:
+        return self._model.model if self._model else None
+
+    async def handle(self, message: Message, channel: ReplyChannel) -> Result:
+        bound = log.bind(platform=message.platform, conversation=str(message.key),
+                         message_id=message.id)
+        try:
+            result = await self._handle(message, channel, bound)
+        except Exception:
+            # A bug or a platform failure while replying: logged with its trace, never shown.
+            bound.exception("engine.unexpected_error")
+            reply = Reply(replies.UNEXPECTED, ReplyMode.NOTICE)
+            try:
+                await channel.post(reply)
+            except Exception:
+                bound.exception("engine.apology_not_delivered")
+            result = Result(Outcome.MODEL_FAILED, reply=reply)
+        metrics.MESSAGES.labels(message.platform, result.outcome.value).inc()
+        return result
+
+    async def _handle(self, message: Message, channel: ReplyChannel,
+                      log: structlog.typing.FilteringBoundLogger) -> Result:
+        limits = self._behaviour.limits
+        # 1. input guardrails
+        check = guardrails.check_input(message.text, has_attachments=bool(message.attachments),
+                                       max_chars=limits.max_input_chars)
+        if check.refusal:
+            log.info("engine.refused", reason=check.refusal[:40])
+            reply = Reply(check.refusal, ReplyMode.NOTICE)
+            await channel.post(reply)
+            return Result(Outcome.REFUSED, reply=reply)
+
+        # 2-3. accept: persist (de-duplicated) into the conversation
+        try:
+            conversation = await self._store.open(message.key)
+            user_turn = await self._store.add_user_message(
+                conversation.id, external_id=message.dedupe_id, author_id=message.author.id,
+                author_name=message.author.display_name, text=check.text,
+                attachments=[a.describe() for a in message.attachments])
+        except StorageUnavailable as exc:
+            log.error("engine.storage_unavailable", reason=exc.reason)
+            reply = Reply(replies.STORAGE_DOWN, ReplyMode.NOTICE)
+            await channel.post(reply)
+            return Result(Outcome.STORAGE_FAILED, reply=reply)
+        if user_turn is None:
+            log.info("engine.duplicate", dedupe_id=message.dedupe_id)
+            return Result(Outcome.DUPLICATE, conversation.id)
+
+        if self._model is None:
+            reply = Reply(replies.NO_MODEL, ReplyMode.NOTICE)
+            await channel.post(reply)
+            await self._record(conversation, user_turn, AnswerRecord(
+                text=reply.text, mode="no_model", status="notice"), log)
+            return Result(Outcome.NO_MODEL, conversation.id, reply)
+
+        return await self._answer(message, check.text, conversation, user_turn, channel, log)
+
+    async def _answer(self, message: Message, text: str, conversation: ConversationState,
+                      user_turn: int, channel: ReplyChannel,
+                      log: structlog.typing.FilteringBoundLogger) -> Result:
+        assert self._model is not None
+        started = time.monotonic()
+        stream = await channel.stream()  # progress is visible before any slow step
+        policy = self._behaviour.policy_for(message.platform, message.key.workspace,
+                                            message.key.channel)
+        prepared = await attachments.prepare(text, message.attachments, self._model,
+                                             self._behaviour.limits)
+        if prepared.records and prepared.text != text:
+            await self._store.update_user_text(user_turn, prepared.text, prepared.records)
+        if prepared.empty:
+            reply = Reply("\n".join(prepared.notes) or replies.EMPTY, ReplyMode.NOTICE)
+            await stream.finish(reply)
+            return Result(Outcome.REFUSED, conversation.id, reply)
+
+        history = await self._memory.recall(conversation, before_id=user_turn)
+        prompt = build_messages(self._system_prompt(policy, message), history, prepared.text,
+                                prepared.image_urls)
+        record, reply = await self._stream_answer(prompt, policy, stream, prepared.notes)
+        record.latency_ms = int((time.monotonic() - started) * 1000)
+        await self._record(conversation, user_turn, record, log)
+        outcome = Outcome.ANSWERED if record.status == "ok" else Outcome.MODEL_FAILED
+        return Result(outcome, conversation.id, reply)
+
+    async def _stream_answer(self, prompt: list[dict[str, object]], policy: ChannelPolicy,
+                             stream: ReplyStream, notes: list[str]) -> tuple[AnswerRecord, Reply]:
+        assert self._model is not None
+        pieces: list[str] = []
+        record = AnswerRecord(text="", mode=ReplyMode.MODEL.value, model=self._model.model)
+        try:
+            async for event in self._model.stream(prompt,
+                                                  max_tokens=policy.answer.max_output_tokens,
+                                                  temperature=policy.answer.temperature):
+                if isinstance(event, TextDelta):
+                    pieces.append(event.text)
+                    await stream.append(event.text)
+                elif isinstance(event, StreamEnd):
+                    record.tokens_in = event.usage.tokens_in
+                    record.tokens_out = event.usage.tokens_out
+                    record.cost_usd = event.usage.cost_usd
+                    if event.first_token_seconds is not None:
+                        record.first_token_ms = int(event.first_token_seconds * 1000)
+        except ModelError as exc:
+            record.status, record.error = "failed", exc.detail
+            partial = "".join(pieces).strip()
+            text = f"{partial}\n\n{replies.CUT_OFF}" if partial else replies.model_failed(exc.kind)
+            reply = Reply(text, ReplyMode.MODEL if partial else ReplyMode.NOTICE)
+            record.text = partial
+            await stream.finish(reply)
+            return record, reply
+        record.text = "".join(pieces).strip()
+        shown = "\n\n".join([record.text, *notes]) if notes else record.text
+        reply = Reply(shown, ReplyMode.MODEL)
+        await stream.finish(reply)
+        return record, reply
+
+    def _system_prompt(self, policy: ChannelPolicy, message: Message) -> str:
+        channel = message.channel_name or ("a direct message" if message.direct
+                                           else message.key.channel)
+        return policy.persona.render(platform=message.platform, channel=channel,
+                                     user_name=message.author.name,
+                                     answer_words=policy.answer.max_words,
+                                     today=datetime.now(UTC).date())
+
+    async def _summarize(self, instructions: str, material: str, max_tokens: int) -> str:
+        assert self._model is not None
+        text, _usage = await self._model.complete(
+            [{"role": "system", "content": instructions}, {"role": "user", "content": material}],
+            max_tokens=max_tokens)
+        return text
+
+    async def _record(self, conversation: ConversationState, user_turn: int,
+                      record: AnswerRecord, log: structlog.typing.FilteringBoundLogger) -> None:
+        try:
+            await self._store.add_answer(conversation.id, user_turn, record)
+        except StorageUnavailable as exc:  # the user has the answer; only our record is lost
+            log.error("engine.answer_not_recorded", reason=exc.reason)

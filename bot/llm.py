@@ -1,0 +1,180 @@
+"""The chat model: GPT-4o (or any OpenAI-compatible server) through the official SDK.
+
+One place knows the SDK: streaming, usage and cost, transcription, and how its exceptions map to
+the few failure kinds the engine acts on. Retries are the SDK's own (`max_retries`), which honour
+`Retry-After`; nothing here retries on top of them, so attempts never multiply.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import openai
+import structlog
+from openai import AsyncOpenAI
+
+from bot import metrics
+from bot.config import Behaviour, Settings
+
+log = structlog.get_logger(__name__)
+
+
+class FailureKind(enum.StrEnum):
+    TIMEOUT = "timeout"
+    UNREACHABLE = "unreachable"
+    RATE_LIMITED = "rate_limited"
+    AUTH = "auth"
+    REJECTED = "rejected"  # 4xx: the request itself was refused (too large, content policy)
+    UNAVAILABLE = "unavailable"  # 5xx after the SDK's retries
+    BROKEN_STREAM = "broken_stream"
+
+
+class ModelError(Exception):
+    """A model call failed; `kind` is what the engine tells the user about, `detail` is for logs."""
+
+    def __init__(self, kind: FailureKind, detail: str) -> None:
+        super().__init__(f"{kind.value}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    model: str
+    tokens_in: int
+    tokens_out: int
+    cost_usd: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    usage: Usage
+    first_token_seconds: float | None
+    seconds: float
+
+
+StreamEvent = TextDelta | StreamEnd
+
+
+class ChatModel:
+    def __init__(self, client: AsyncOpenAI, *, model: str, transcribe_model: str,
+                 behaviour: Behaviour) -> None:
+        self._client = client
+        self.model = model
+        self.transcribe_model = transcribe_model
+        self._behaviour = behaviour
+
+    @classmethod
+    def from_settings(cls, settings: Settings, behaviour: Behaviour) -> ChatModel | None:
+        """None when no key is configured: the engine then runs without a model."""
+        if settings.openai_api_key is None:
+            return None
+        client = AsyncOpenAI(api_key=settings.openai_api_key.get_secret_value(),
+                             base_url=settings.openai_base_url or None,
+                             timeout=behaviour.limits.model_timeout_seconds, max_retries=2)
+        return cls(client, model=settings.chat_model, transcribe_model=settings.transcribe_model,
+                   behaviour=behaviour)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    def cost(self, model: str, tokens_in: int, tokens_out: int) -> Decimal:
+        price = self._behaviour.price(model)
+        if price is None:
+            return Decimal(0)
+        total = (Decimal(str(price.input)) * tokens_in + Decimal(str(price.output)) * tokens_out)
+        return (total / Decimal(1_000_000)).quantize(Decimal("0.000001"))
+
+    def _usage(self, model: str, usage: Any) -> Usage:
+        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else 0
+        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
+        cost = self.cost(model, tokens_in, tokens_out)
+        metrics.TOKENS.labels(model, "in").inc(tokens_in)
+        metrics.TOKENS.labels(model, "out").inc(tokens_out)
+        metrics.COST.labels(model).inc(float(cost))
+        return Usage(model=model, tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost)
+
+    async def stream(self, messages: Sequence[dict[str, Any]], *, max_tokens: int,
+                     temperature: float) -> AsyncIterator[StreamEvent]:
+        """Yield the answer's text as it arrives, then one `StreamEnd` with usage and timings."""
+        started = time.monotonic()
+        first_token: float | None = None
+        usage: Any = None
+        try:
+            response = await self._client.chat.completions.create(
+                model=self.model, messages=list(messages),  # type: ignore[arg-type]
+                max_completion_tokens=max_tokens, temperature=temperature, stream=True,
+                stream_options={"include_usage": True})
+            async with response:
+                async for chunk in response:
+                    if chunk.usage is not None:
+                        usage = chunk.usage
+                    for choice in chunk.choices:
+                        text = choice.delta.content if choice.delta else None
+                        if text:
+                            if first_token is None:
+                                first_token = time.monotonic() - started
+                                metrics.LLM_FIRST_TOKEN.labels(self.model).observe(first_token)
+                            yield TextDelta(text)
+        except Exception as exc:
+            raise self._failure(exc, "chat") from exc
+        seconds = time.monotonic() - started
+        metrics.LLM_LATENCY.labels(self.model, "chat").observe(seconds)
+        yield StreamEnd(usage=self._usage(self.model, usage), first_token_seconds=first_token,
+                        seconds=seconds)
+
+    async def complete(self, messages: Sequence[dict[str, Any]], *,
+                       max_tokens: int) -> tuple[str, Usage]:
+        """One whole answer, for work the user does not watch (summaries)."""
+        started = time.monotonic()
+        try:
+            completion = await self._client.chat.completions.create(
+                model=self.model, messages=list(messages),  # type: ignore[arg-type]
+                max_completion_tokens=max_tokens, temperature=0)
+        except Exception as exc:
+            raise self._failure(exc, "complete") from exc
+        metrics.LLM_LATENCY.labels(self.model, "complete").observe(time.monotonic() - started)
+        text = completion.choices[0].message.content or "" if completion.choices else ""
+        return text.strip(), self._usage(self.model, completion.usage)
+
+    async def transcribe(self, filename: str, data: bytes, content_type: str) -> str:
+        started = time.monotonic()
+        try:
+            result = await self._client.audio.transcriptions.create(
+                model=self.transcribe_model, file=(filename, data, content_type))
+        except Exception as exc:
+            raise self._failure(exc, "transcribe") from exc
+        metrics.LLM_LATENCY.labels(self.transcribe_model, "transcribe").observe(
+            time.monotonic() - started)
+        return (getattr(result, "text", None) or str(result)).strip()
+
+    def _failure(self, exc: Exception, what: str) -> ModelError:
+        kind = classify(exc)
+        detail = f"{type(exc).__name__}: {str(exc)[:300]}"
+        metrics.LLM_ERRORS.labels(self.model, kind.value).inc()
+        log.warning("llm.failed", call=what, model=self.model, kind=kind.value, detail=detail)
+        return ModelError(kind, detail)
+
+
+def classify(exc: Exception) -> FailureKind:
+    if isinstance(exc, openai.APITimeoutError):
+        return FailureKind.TIMEOUT
+    if isinstance(exc, openai.APIConnectionError):
+        return FailureKind.UNREACHABLE
+    if isinstance(exc, openai.RateLimitError):
+        return FailureKind.RATE_LIMITED
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return FailureKind.AUTH
+    if isinstance(exc, openai.APIStatusError):
+        return FailureKind.UNAVAILABLE if exc.status_code >= 500 else FailureKind.REJECTED
+    return FailureKind.BROKEN_STREAM

@@ -1,0 +1,20 @@
+"""Prometheus series for `/metrics`, in one place so names stay consistent across adapters."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+MESSAGES = Counter("bothub_messages_total", "Messages handled, by platform and outcome",
+                   ["platform", "outcome"])
+LLM_LATENCY = Histogram("bothub_llm_latency_seconds", "Model call duration, first byte to last",
+                        ["model", "kind"],
+                        buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120))
+LLM_FIRST_TOKEN = Histogram("bothub_llm_first_token_seconds", "Time to the model's first token",
+                            ["model"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30))
+LLM_ERRORS = Counter("bothub_llm_errors_total", "Failed model calls, by reason",
+                     ["model", "reason"])
+TOKENS = Counter("bothub_llm_tokens_total", "Tokens used, by model and direction",
+                 ["model", "direction"])
+COST = Counter("bothub_llm_cost_usd_total", "Model cost in US dollars", ["model"])
+HTTP_REQUESTS = Counter("bothub_http_requests_total", "HTTP requests, by route and status",
+                        ["route", "status"])

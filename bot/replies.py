@@ -1,0 +1,41 @@
+"""Every sentence bothub says on its own behalf, in one place.
+
+Users see these in chat, so they are plain, polite and never contain internals (no exception
+names, no stack traces, no configuration values).
+"""
+
+from __future__ import annotations
+
+from bot.llm import FailureKind
+
+EMPTY = "It looks like your message was empty. What can I help you with?"
+BINARY = ("That looks like binary data rather than a question. Could you describe what you need "
+          "in words?")
+STORAGE_DOWN = ("Sorry, I can't take new questions right now because my storage is unavailable. "
+                "Please try again in a few minutes.")
+NO_MODEL = ("No language model is configured for this assistant yet, so I can't answer questions "
+            "on my own. An administrator can enable answers by setting OPENAI_API_KEY.")
+UNEXPECTED = ("Sorry, something went wrong on my side while answering. Your message is saved; "
+              "please try again in a moment.")
+CUT_OFF = "_(My answer was interrupted. Please ask again if you need the rest.)_"
+AUDIO_UNREADABLE = "I couldn't understand the voice message. Could you type your question instead?"
+
+
+def too_long(limit: int, length: int) -> str:
+    return (f"Your message is {length:,} characters long; I can read up to {limit:,}. "
+            "Could you shorten it, or attach the long part as a file?")
+
+
+def skipped_attachments(names: list[str], reason: str) -> str:
+    return f"_(I couldn't use {', '.join(names)}: {reason}.)_"
+
+
+def model_failed(kind: FailureKind) -> str:
+    if kind is FailureKind.RATE_LIMITED:
+        return ("I'm getting more questions than I can handle right now. Your message is saved; "
+                "please try again in a minute.")
+    if kind is FailureKind.REJECTED:
+        return ("I couldn't process that request. Your message is saved; could you rephrase it "
+                "or make it shorter?")
+    return ("Sorry, I couldn't reach my language model just now. Your message is saved; please "
+            "try again in a moment.")

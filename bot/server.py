@@ -1,0 +1,78 @@
+"""The HTTP app of `bothub serve`: health, metrics and the adapters' routes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from adapters.web import web_chat_router
+from bot import metrics
+from bot.app import Hub
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(hub: Hub, *, close_hub: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        log.info("bothub.ready", model=hub.engine.model_name or "none (no OPENAI_API_KEY)",
+                 database=hub.database.url.render_as_string(hide_password=True))
+        yield
+        if close_hub:
+            await hub.close()
+
+    app = FastAPI(title="bothub", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    @app.middleware("http")
+    async def count_requests(request: Request,
+                             call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        try:
+            response = await call_next(request)
+        except Exception:
+            log.exception("http.unhandled", path=request.url.path)
+            response = JSONResponse({"error": "internal error"}, status_code=500)
+        route = request.scope.get("route")
+        metrics.HTTP_REQUESTS.labels(getattr(route, "path", "unmatched"),
+                                     str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": "invalid request", "details": exc.errors()[:5]},
+                            status_code=422)
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        started = time.monotonic()
+        components: dict[str, dict[str, object]] = {}
+        try:
+            await hub.store.ping()
+            components["database"] = {"state": "ok",
+                                      "latency_ms": round((time.monotonic() - started) * 1000, 1)}
+        except Exception as exc:
+            components["database"] = {"state": "down", "error": type(exc).__name__}
+        components["model"] = ({"state": "configured", "model": hub.engine.model_name}
+                               if hub.model else {"state": "not_configured"})
+        healthy = components["database"]["state"] == "ok"
+        # 200 either way (the contract): the body says which part is down.
+        return JSONResponse({"status": "ok" if healthy else "degraded",
+                             "components": components})
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(web_chat_router(hub.engine))
+    return app

@@ -1,0 +1,185 @@
+"""Conversations and their turns: the bot's memory of each thread.
+
+Writes that can race (two workers, a platform retry) use INSERT … ON CONFLICT so that the
+database, not a check-then-write in Python, decides which one wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from bot.model import ConversationKey
+from bot.store.database import session_factory
+from bot.store.tables import Conversation, StoredMessage
+
+
+class StorageUnavailable(Exception):
+    """The database refused or could not be reached; `reason` is safe to log, never to chat."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationState:
+    id: int
+    summary: str
+    summary_through_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    id: int
+    role: str
+    text: str
+
+
+@dataclass(slots=True)
+class AnswerRecord:
+    """What the engine learnt while answering; stored as the assistant's turn."""
+
+    text: str
+    mode: str
+    status: str = "ok"
+    error: str = ""
+    model: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: Decimal = Decimal(0)
+    latency_ms: int | None = None
+    first_token_ms: int | None = None
+
+
+class ConversationStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sessions = session_factory(engine)
+        self._insert = (postgresql.insert if engine.dialect.name == "postgresql"
+                        else sqlite.insert)
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        try:
+            async with self._sessions.begin() as session:
+                yield session
+        except (OperationalError, DBAPIError) as exc:
+            raise StorageUnavailable(_describe(exc)) from exc
+        except SQLAlchemyError as exc:
+            raise StorageUnavailable(type(exc).__name__) from exc
+
+    async def open(self, key: ConversationKey) -> ConversationState:
+        """The conversation for this key, created on first use."""
+        async with self._session() as session:
+            await session.execute(
+                self._insert(Conversation)
+                .values(platform=key.platform, workspace=key.workspace, channel=key.channel,
+                        thread=key.thread, summary="")
+                .on_conflict_do_nothing(index_elements=["platform", "workspace", "channel",
+                                                        "thread"]))
+            row = (await session.execute(
+                select(Conversation.id, Conversation.summary, Conversation.summary_through_id)
+                .where(Conversation.platform == key.platform,
+                       Conversation.workspace == key.workspace,
+                       Conversation.channel == key.channel,
+                       Conversation.thread == key.thread))).one()
+            return ConversationState(id=row.id, summary=row.summary,
+                                     summary_through_id=row.summary_through_id)
+
+    async def find(self, key: ConversationKey) -> ConversationState | None:
+        async with self._session() as session:
+            row = (await session.execute(
+                select(Conversation.id, Conversation.summary, Conversation.summary_through_id)
+                .where(Conversation.platform == key.platform,
+                       Conversation.workspace == key.workspace,
+                       Conversation.channel == key.channel,
+                       Conversation.thread == key.thread))).one_or_none()
+        if row is None:
+            return None
+        return ConversationState(id=row.id, summary=row.summary,
+                                 summary_through_id=row.summary_through_id)
+
+    async def add_user_message(self, conversation_id: int, *, external_id: str, author_id: str,
+                               author_name: str, text: str,
+                               attachments: Sequence[dict[str, Any]]) -> int | None:
+        """Store the user's turn; None when this message was already stored (a redelivery)."""
+        async with self._session() as session:
+            result = await session.execute(
+                self._insert(StoredMessage)
+                .values(conversation_id=conversation_id, role="user",
+                        external_id=external_id or None, author_id=author_id,
+                        author_name=author_name, text=text, attachments=list(attachments),
+                        mode="", status="ok", error="", model="", tokens_in=0, tokens_out=0,
+                        cost_usd=Decimal(0))
+                .on_conflict_do_nothing(index_elements=["conversation_id", "external_id"])
+                .returning(StoredMessage.id))
+            return result.scalar_one_or_none()
+
+    async def update_user_text(self, message_id: int, text: str,
+                               attachments: Sequence[dict[str, Any]]) -> None:
+        """Record what the bot understood (a voice message's transcript) on the stored turn."""
+        async with self._session() as session:
+            await session.execute(update(StoredMessage).where(StoredMessage.id == message_id)
+                                  .values(text=text, attachments=list(attachments)))
+
+    async def add_answer(self, conversation_id: int, reply_to_id: int,
+                         record: AnswerRecord) -> int:
+        async with self._session() as session:
+            row = StoredMessage(
+                conversation_id=conversation_id, role="assistant", reply_to_id=reply_to_id,
+                author_id="bot", author_name="", text=record.text, attachments=[],
+                mode=record.mode, status=record.status, error=record.error, model=record.model,
+                tokens_in=record.tokens_in, tokens_out=record.tokens_out,
+                cost_usd=record.cost_usd, latency_ms=record.latency_ms,
+                first_token_ms=record.first_token_ms)
+            session.add(row)
+            await session.flush()
+            return row.id
+
+    async def turns(self, conversation_id: int, *, after_id: int | None,
+                    before_id: int | None = None) -> list[Turn]:
+        """Turns worth remembering, oldest first: every user turn and the answers that worked."""
+        query = (select(StoredMessage.id, StoredMessage.role, StoredMessage.text)
+                 .where(StoredMessage.conversation_id == conversation_id)
+                 .where((StoredMessage.role == "user") | (StoredMessage.status == "ok"))
+                 .order_by(StoredMessage.id))
+        if after_id is not None:
+            query = query.where(StoredMessage.id > after_id)
+        if before_id is not None:
+            query = query.where(StoredMessage.id < before_id)
+        async with self._session() as session:
+            rows = (await session.execute(query)).all()
+        return [Turn(id=row.id, role=row.role, text=row.text) for row in rows]
+
+    async def save_summary(self, conversation_id: int, summary: str, through_id: int) -> None:
+        async with self._session() as session:
+            await session.execute(update(Conversation).where(Conversation.id == conversation_id)
+                                  .values(summary=summary, summary_through_id=through_id))
+
+    async def messages(self, conversation_id: int) -> list[StoredMessage]:
+        """Every stored row of a conversation, for transcripts and tests."""
+        async with self._session() as session:
+            result = await session.execute(
+                select(StoredMessage).where(StoredMessage.conversation_id == conversation_id)
+                .order_by(StoredMessage.id))
+            return list(result.scalars())
+
+    async def ping(self) -> None:
+        async with self._session() as session:
+            await session.execute(select(1))
+
+
+def _describe(exc: DBAPIError) -> str:
+    """A one-line cause without SQL or parameters (which can hold user text)."""
+    text = str(exc.orig) if exc.orig is not None else type(exc).__name__
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first[:200]

@@ -1,0 +1,74 @@
+"""Database connection: one async engine for SQLite (embedded default) or PostgreSQL.
+
+Operators write ordinary URLs (`postgresql://…`, `sqlite:///…`); the async driver is chosen here
+so that a `DATABASE_URL` copied from any PostgreSQL tutorial works.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from bot.config import ConfigError
+
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+psycopg",
+                  "postgres": "postgresql+psycopg"}
+
+
+def async_url(url: str) -> URL:
+    """The URL with an async driver; raises `ConfigError` for what we cannot serve."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"DATABASE_URL: not a database URL: {_redact(url)!r}") from None
+    backend = parsed.drivername.split("+", 1)[0]
+    if backend not in _ASYNC_DRIVERS:
+        raise ConfigError(f"DATABASE_URL: {backend!r} is not supported; use sqlite or postgresql")
+    return parsed.set(drivername=_ASYNC_DRIVERS[backend])
+
+
+def _redact(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable>"
+
+
+def is_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite"
+
+
+def create_engine(url: str) -> AsyncEngine:
+    target = async_url(url)
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if is_sqlite(target):
+        if target.database and target.database != ":memory:":
+            Path(target.database).parent.mkdir(parents=True, exist_ok=True)
+        options = {"connect_args": {"timeout": 5}}
+    engine = create_async_engine(target, **options)
+    if is_sqlite(target):
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL lets readers and the one writer proceed together; foreign keys are off by default."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except Exception:  # a read-only database keeps its journal mode; reading still works
+            pass
+    finally:
+        cursor.close()
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[Any]:
+    return async_sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,136 @@
+"""Shared fixtures: the fake model server, databases on SQLite and PostgreSQL, a hub, a server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import uvicorn
+
+from bot.app import Hub
+from bot.config import Settings
+from bot.model import Author, ConversationKey, Message
+from bot.server import create_app
+from tests.fakes.openai_server import FakeOpenAI
+
+POSTGRES_ADMIN_URL = os.environ.get("BOTHUB_TEST_POSTGRES_URL",
+                                    "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def _openai_server() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_openai(_openai_server: FakeOpenAI) -> Iterator[FakeOpenAI]:
+    _openai_server.reset()
+    yield _openai_server
+    _openai_server.reset()
+
+
+def _postgres_database() -> Iterator[str]:
+    """A fresh, empty database per test, dropped afterwards: tests never see each other's rows."""
+    name = f"bothub_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'bothub.db'}"
+    else:
+        yield from _postgres_database()
+
+
+def make_settings(tmp_path: Path, fake: FakeOpenAI | None, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "openai_api_key": fake.api_key if fake else None,
+        "openai_base_url": fake.base_url if fake else None,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bothub.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+async def hub(tmp_path: Path, fake_openai: FakeOpenAI) -> AsyncIterator[Hub]:
+    hub = await Hub.create(make_settings(tmp_path, fake_openai))
+    yield hub
+    await hub.close()
+
+
+def question(text: str, *, thread: str = "t1", message_id: str | None = None,
+             **fields: Any) -> Message:
+    return Message(key=ConversationKey("test", "w1", "c1", thread),
+                   id=message_id or uuid.uuid4().hex, author=Author(id="u1", display_name="Ada"),
+                   text=text, **fields)
+
+
+@dataclass
+class LiveServer:
+    url: str
+    hub: Hub
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, fake_openai: FakeOpenAI) -> Iterator[LiveServer]:
+    """The real HTTP app on a real socket, in a thread with its own event loop."""
+    sock = _free_socket()
+    port = sock.getsockname()[1]
+    ready = threading.Event()
+    state: dict[str, Any] = {}
+
+    async def main() -> None:
+        hub = await Hub.create(make_settings(tmp_path, fake_openai))
+        server = uvicorn.Server(uvicorn.Config(create_app(hub), log_config=None,
+                                               lifespan="on"))
+        state.update(hub=hub, server=server)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.01)
+        ready.set()
+        await serving
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+    thread.start()
+    if not ready.wait(20) or "server" not in state:
+        pytest.fail("the bothub test server did not start")
+    try:
+        yield LiveServer(url=f"http://127.0.0.1:{port}", hub=state["hub"])
+    finally:
+        state["server"].should_exit = True
+        thread.join(10)
+        sock.close()
