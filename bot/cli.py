@@ -7,9 +7,10 @@ configuration problem ends in one readable message and exit code 2, never a trac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any, TypeVar
 
 import structlog
 import typer
@@ -49,7 +50,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     raise typer.Exit(code)
 
 
-def _run(work: Callable[[], Awaitable[T]]) -> T:
+def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine, turning configuration and storage failures into one clear line."""
     try:
         return asyncio.run(work())
@@ -62,14 +63,23 @@ def _run(work: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")
 
 
-async def _with_hub(settings: Settings, work: Callable[[Hub], Awaitable[T]]) -> T:
+def _storage_failure(exc: Exception) -> StorageUnavailable:
+    """The first line of a driver's error: enough to act on, without SQL or credentials."""
+    first = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return StorageUnavailable(f"{type(exc).__name__}: {first}")
+
+
+async def _open_hub(settings: Settings) -> Hub:
     try:
-        hub = await Hub.create(settings)
+        return await Hub.create(settings)
     except ConfigError:
         raise
     except Exception as exc:  # the database could not be opened or migrated
-        raise StorageUnavailable(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")\
-            from exc
+        raise _storage_failure(exc) from exc
+
+
+async def _with_hub(settings: Settings, work: Callable[[Hub], Awaitable[T]]) -> T:
+    hub = await _open_hub(settings)
     try:
         return await work(hub)
     finally:
@@ -87,16 +97,17 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     settings = _settings()
 
     async def main() -> None:
-        async def run(hub: Hub) -> None:
-            config = uvicorn.Config(create_app(hub, close_hub=False), host=host, port=port,
-                                    log_config=None, proxy_headers=True)
-            out.print(f"bothub is listening on [bold]http://{host}:{port}/[/bold] "
-                      f"(web chat at /, health at /healthz)")
-            await uvicorn.Server(config).serve()
+        hub = await _open_hub(settings)
+        # The app's lifespan closes the hub: uvicorn re-raises the stop signal once it has shut
+        # down, and anything still to do after `serve()` would be cancelled by it.
+        config = uvicorn.Config(create_app(hub), host=host, port=port, log_config=None,
+                                proxy_headers=True)
+        out.print(f"bothub is listening on [bold]http://{host}:{port}/[/bold] "
+                  f"(web chat at /, health at /healthz)")
+        await uvicorn.Server(config).serve()
 
-        await _with_hub(settings, run)
-
-    _run(main)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C, after a graceful shutdown
+        _run(main)
 
 
 @app.command()
@@ -148,15 +159,11 @@ def migrate() -> None:
     settings = _settings()
 
     async def main() -> tuple[str | None, str | None]:
-        try:
-            database = create_engine(settings.resolved_database_url)
-        except ConfigError:
-            raise
+        database = create_engine(settings.resolved_database_url)
         try:
             return await migrations.upgrade(database)
         except Exception as exc:
-            raise StorageUnavailable(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")\
-                from exc
+            raise _storage_failure(exc) from exc
         finally:
             await database.dispose()
 

@@ -78,8 +78,8 @@ class Persona(BaseModel):
             fields = [name for _, name, spec, conv in string.Formatter().parse(template)
                       if name is not None or spec or conv]
         except ValueError as exc:
-            raise ValueError(f"is not a valid template ({exc}); write a literal brace as {{{{ or }}}}")\
-                from exc
+            raise ValueError(f"is not a valid template ({exc}); "
+                             "write a literal brace as {{ or }}") from exc
         unknown = sorted({name or "{}" for name in fields} - PERSONA_VARIABLES)
         if unknown:
             known = ", ".join("{" + v + "}" for v in sorted(PERSONA_VARIABLES))

@@ -12,11 +12,12 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import openai
 import structlog
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from bot import metrics
 from bot.config import Behaviour, Settings
@@ -112,7 +113,7 @@ class ChatModel:
         usage: Any = None
         try:
             response = await self._client.chat.completions.create(
-                model=self.model, messages=list(messages),  # type: ignore[arg-type]
+                model=self.model, messages=_as_params(messages),
                 max_completion_tokens=max_tokens, temperature=temperature, stream=True,
                 stream_options={"include_usage": True})
             async with response:
@@ -139,7 +140,7 @@ class ChatModel:
         started = time.monotonic()
         try:
             completion = await self._client.chat.completions.create(
-                model=self.model, messages=list(messages),  # type: ignore[arg-type]
+                model=self.model, messages=_as_params(messages),
                 max_completion_tokens=max_tokens, temperature=0)
         except Exception as exc:
             raise self._failure(exc, "complete") from exc
@@ -178,3 +179,8 @@ def classify(exc: Exception) -> FailureKind:
     if isinstance(exc, openai.APIStatusError):
         return FailureKind.UNAVAILABLE if exc.status_code >= 500 else FailureKind.REJECTED
     return FailureKind.BROKEN_STREAM
+
+
+def _as_params(messages: Sequence[dict[str, Any]]) -> list[ChatCompletionMessageParam]:
+    """Our prompt builder emits the API's message shapes as plain dicts."""
+    return cast(list[ChatCompletionMessageParam], list(messages))

@@ -1,1 +1,1 @@
-"""Alembic migrations, shipped inside the wheel so `bothub migrate` works wherever it is installed."""
+"""Alembic migrations, shipped in the wheel so `bothub migrate` works wherever it is installed."""

@@ -119,7 +119,7 @@ def live_server(tmp_path: Path, fake_openai: FakeOpenAI) -> Iterator[LiveServer]
                                                lifespan="on"))
         state.update(hub=hub, server=server)
         serving = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started and not serving.done():
+        while not server.started and not serving.done():  # noqa: ASYNC110 (no startup event)
             await asyncio.sleep(0.01)
         ready.set()
         await serving

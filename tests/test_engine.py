@@ -181,7 +181,7 @@ async def test_model_failure_gives_a_polite_reply_and_keeps_the_message(
         for leak in ("Traceback", "Error", "500", "127.0.0.1", "sk-"):
             assert leak not in reply.text
         rows = await hub.store.messages(result.conversation_id or 0)
-        assert [(r.role, r.status, r.text) for r in rows][0] == ("user", "ok", "Is the API down?")
+        assert (rows[0].role, rows[0].status, rows[0].text) == ("user", "ok", "Is the API down?")
         assert rows[1].status == "failed" and rows[1].error
     finally:
         await hub.close()

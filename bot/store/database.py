@@ -6,6 +6,7 @@ so that a `DATABASE_URL` copied from any PostgreSQL tutorial works.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +63,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     try:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=5000")
-        try:
+        # A read-only database keeps its journal mode; reading still works.
+        with contextlib.suppress(Exception):
             cursor.execute("PRAGMA journal_mode=WAL")
-        except Exception:  # a read-only database keeps its journal mode; reading still works
-            pass
     finally:
         cursor.close()
 

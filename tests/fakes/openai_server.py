@@ -315,14 +315,15 @@ class FakeOpenAI:
         finally:
             loop.close()
             sock.close()
+            if not ready.is_set():  # died before serving: let start() fail now, not time out
+                self._startup_error = self._startup_error or RuntimeError("server thread died")
+                ready.set()
 
     async def _serve(
         self, loop: asyncio.AbstractEventLoop, sock: socket.socket, ready: threading.Event
     ) -> None:
         stop_requested = asyncio.Event()
-        runner = web.AppRunner(
-            self._build_app(), access_log=None, shutdown_timeout=_SHUTDOWN_GRACE
-        )
+        runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=_SHUTDOWN_GRACE)
         try:
             await runner.setup()
             await web.SockSite(runner, sock).start()
@@ -515,7 +516,9 @@ class FakeOpenAI:
             return web.json_response(completion, headers=scripted.headers)
 
         stream_options = body.get("stream_options")
-        include_usage = isinstance(stream_options, dict) and stream_options.get("include_usage") is True
+        include_usage = (
+            isinstance(stream_options, dict) and stream_options.get("include_usage") is True
+        )
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
             data: dict[str, Any] = {
@@ -643,8 +646,13 @@ class FakeOpenAI:
             )
         if response_format == "verbose_json":
             return web.json_response(
-                {"task": "transcribe", "language": "english", "duration": 1.0, "text": text,
-                 "segments": []}
+                {
+                    "task": "transcribe",
+                    "language": "english",
+                    "duration": 1.0,
+                    "text": text,
+                    "segments": [],
+                }
             )
         return web.json_response({"text": text})
 
