@@ -20,7 +20,7 @@ from bot import attachments, guardrails, metrics, replies
 from bot.config import Behaviour, ChannelPolicy
 from bot.llm import ChatModel, ModelError, StreamEnd, TextDelta
 from bot.memory import ConversationMemory
-from bot.model import Message, Reply, ReplyMode
+from bot.model import ConversationKey, Message, Reply, ReplyMode
 from bot.prompt import build_messages
 from bot.store.conversations import (
     AnswerRecord,
@@ -61,6 +61,10 @@ class Engine:
     @property
     def model_name(self) -> str | None:
         return self._model.model if self._model else None
+
+    async def conversation_exists(self, key: ConversationKey) -> bool:
+        """Raises `StorageUnavailable` when the database cannot say."""
+        return await self._store.find(key) is not None
 
     async def handle(self, message: Message, channel: ReplyChannel) -> Result:
         bound = log.bind(platform=message.platform, conversation=str(message.key),

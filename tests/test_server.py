@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -66,13 +67,15 @@ def test_conversation_id_continues_the_conversation(live_server: LiveServer,
 
 def test_a_retried_post_is_answered_once(live_server: LiveServer,
                                          fake_openai: FakeOpenAI) -> None:
-    payload = {"message": "Hello", "conversation_id": "c" * 32, "message_id": "m" * 16}
+    opening = parse_sse(chat(live_server, {"message": "Hi"}).text)
+    payload = {"message": "Hello", "conversation_id": opening[0][1]["conversation_id"],
+               "message_id": "m" * 16}
     first = parse_sse(chat(live_server, payload).text)
     again = parse_sse(chat(live_server, payload).text)
     assert first[-1][1] == {"outcome": "answered"}
     assert [name for name, _ in again] == ["conversation", "done"]
     assert again[-1][1] == {"outcome": "duplicate"}
-    assert len(fake_openai.chat_requests()) == 1
+    assert len(fake_openai.chat_requests()) == 2
 
 
 @pytest.mark.parametrize(("body", "status", "expected"), [
@@ -80,6 +83,8 @@ def test_a_retried_post_is_answered_once(live_server: LiveServer,
     (b"\xff\xfe\x00\x01", 400, "must be JSON"),
     (b"[]", 422, "body"),
     (b'{"conversation_id": "abcdefgh12"}', 422, "message"),
+    (b'{"message": "hi", "conversation_id": null, "message_id": "<script>"}', 422,
+     "message_id"),
     (b'{"message": 42}', 422, "message"),
     (b'{"message": "hi", "conversation_id": "../../etc/passwd"}', 422, "conversation_id"),
     (b'{"message": "hi", "conversation_id": "' + b"x" * 500 + b'"}', 422, "conversation_id"),
@@ -159,3 +164,27 @@ def test_web_page_and_assets_are_served_locally(live_server: LiveServer) -> None
         assert httpx.get(f"{live_server.url}/static/{asset}").status_code == 200
     assert httpx.get(f"{live_server.url}/static/..%2Froutes.py").status_code == 404
     assert httpx.get(f"{live_server.url}/static/nope.js").status_code == 404
+
+
+def test_only_conversation_ids_the_server_issued_are_accepted(
+        live_server: LiveServer, fake_openai: FakeOpenAI) -> None:
+    response = chat(live_server, {"message": "hi", "conversation_id": "aaaaaaaa"})
+    assert response.status_code == 404
+    assert "unknown conversation_id" in response.json()["error"]
+    assert fake_openai.chat_requests() == []
+
+
+def test_page_is_served_with_security_headers(live_server: LiveServer) -> None:
+    page = httpx.get(f"{live_server.url}/")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_huge_chunked_body_is_refused(live_server: LiveServer) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"message": "'
+        for _ in range(64):
+            yield b"a" * 65536
+
+    response = httpx.post(f"{live_server.url}/api/chat", content=chunks(), timeout=30)
+    assert response.status_code == 413

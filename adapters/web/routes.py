@@ -20,12 +20,20 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from adapters.web.channel import SseReplyChannel
 from bot.engine import Engine, Outcome, Result
 from bot.model import Author, ConversationKey, Message
+from bot.store.conversations import StorageUnavailable
 
 log = structlog.get_logger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 512 * 1024
 FAILED = {Outcome.MODEL_FAILED, Outcome.STORAGE_FAILED}
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                               "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 
@@ -41,27 +49,36 @@ def _problem(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+async def _read_capped(request: Request, limit: int) -> bytes | None:
+    """The body, or None past `limit` bytes: a huge upload is refused without being held."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 def web_chat_router(engine: Engine) -> APIRouter:
     router = APIRouter()
     running: set[asyncio.Task[Any]] = set()  # strong references: answers outlive their request
 
     @router.get("/", include_in_schema=False)
     async def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html")
+        return FileResponse(STATIC / "index.html", media_type="text/html",
+                            headers=SECURITY_HEADERS)
 
     @router.get("/static/{name}", include_in_schema=False)
     async def asset(name: str) -> Response:
         path = (STATIC / name).resolve()
         if path.parent != STATIC.resolve() or not path.is_file():
             return _problem(404, "not found")
-        return FileResponse(path)
+        return FileResponse(path, headers=SECURITY_HEADERS)
 
     @router.post("/api/chat")
     async def chat(request: Request) -> Response:
-        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
-            return _problem(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
+        body = await _read_capped(request, MAX_BODY_BYTES)
+        if body is None:
             return _problem(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
         try:
             parsed = ChatRequest.model_validate(json.loads(body))
@@ -74,8 +91,19 @@ def web_chat_router(engine: Engine) -> APIRouter:
             return _problem(422, f"{field}: {first['msg']}")
 
         conversation_id = parsed.conversation_id or uuid.uuid4().hex
+        key = ConversationKey("web", "web", "chat", conversation_id)
+        if parsed.conversation_id is not None:
+            # Ids are minted here and unguessable; one the server never issued could be shared
+            # by two browsers, and with it their history.
+            try:
+                known = await engine.conversation_exists(key)
+            except StorageUnavailable:
+                return _problem(503, "storage is unavailable; please try again shortly")
+            if not known:
+                return _problem(404, "unknown conversation_id: start a new conversation "
+                                     "without one")
         message = Message(
-            key=ConversationKey("web", "web", "chat", conversation_id),
+            key=key,
             id=parsed.message_id or uuid.uuid4().hex,
             author=Author(id=f"web:{conversation_id}", display_name=""),
             text=parsed.message, direct=True, channel_name="the web chat")
