@@ -14,6 +14,7 @@ from bot.llm import ChatModel
 from bot.store import migrate
 from bot.store.conversations import ConversationStore
 from bot.store.database import create_engine
+from bot.tokens import count_tokens
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +45,8 @@ class Hub:
         model = ChatModel.from_settings(settings, behaviour)
         if model is None:
             log.warning("model.not_configured", hint="set OPENAI_API_KEY to answer with a model")
+        else:
+            count_tokens("warm up")  # loads the tokenizer (~0.2 s) now, not on a first question
         return cls(settings=settings, behaviour=behaviour, database=database, store=store,
                    model=model, engine=Engine(store, behaviour, model))
 

@@ -143,6 +143,10 @@ class Engine:
         record, reply = await self._stream_answer(prompt, policy, stream, prepared.notes)
         record.latency_ms = int((time.monotonic() - started) * 1000)
         await self._record(conversation, user_turn, record, log)
+        try:  # after the answer is delivered: the user never waits for a summary
+            await self._memory.fold_if_needed(conversation)
+        except StorageUnavailable as exc:
+            log.warning("engine.fold_not_saved", reason=exc.reason)
         outcome = Outcome.ANSWERED if record.status == "ok" else Outcome.MODEL_FAILED
         return Result(outcome, conversation.id, reply)
 

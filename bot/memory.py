@@ -1,9 +1,10 @@
 """What the model is shown of a conversation: a stored running summary plus recent turns.
 
-The newest turns go verbatim while they fit the token budget. When they no longer fit, the older
-ones are folded into the summary (by the model) and the summary is stored with the id of the last
-turn it covers, so it is computed once per fold, not on every message. Folding keeps only half
-the budget verbatim, so that folds are rare rather than one per turn.
+The newest turns go verbatim while they fit the token budget. Once an answer has been delivered
+and the turns no longer fit, the older ones are folded into the summary (by the model) and the
+summary is stored with the id of the last turn it covers: it is computed once per fold, never on
+the user's path to an answer. Folding keeps only half the budget verbatim, so that folds are rare
+rather than one per turn.
 """
 
 from __future__ import annotations
@@ -45,36 +46,41 @@ class ConversationMemory:
         self.budget = budget
 
     async def recall(self, conversation: ConversationState, before_id: int) -> History:
-        """The history to show the model before the turn `before_id`."""
+        """The history to show the model before the turn `before_id`: reads, never summarizes."""
         turns = await self._store.turns(conversation.id, after_id=conversation.summary_through_id,
                                         before_id=before_id)
+        room = max(self.budget // 4, self.budget - count_tokens(conversation.summary))
+        keep = _newest_within(turns, room)
+        return History(conversation.summary, [_fit(turn, room) for turn in keep])
+
+    async def fold_if_needed(self, conversation: ConversationState) -> bool:
+        """Fold older turns into the summary once they outgrow the budget; True if it did."""
+        if self._summarize is None:
+            return False  # no model, no summary: old turns simply drop out of view
+        turns = await self._store.turns(conversation.id, after_id=conversation.summary_through_id)
         summary = conversation.summary
         if count_tokens(summary) + sum(count_turn(t.text) for t in turns) <= self.budget:
-            return History(summary, turns)
+            return False
         keep = _newest_within(turns, self.budget // 2)
         folded = turns[: len(turns) - len(keep)]
-        if folded:
-            summary = await self._fold(conversation, summary, folded)
-        return History(summary, [_fit(turn, self.budget // 2) for turn in keep])
-
-    async def _fold(self, conversation: ConversationState, summary: str,
-                    folded: Sequence[Turn]) -> str:
+        if not folded:
+            return False
         summary_budget = max(100, self.budget // 4)
-        if self._summarize is None:
-            return summary  # no model, no summary: the old turns simply drop out of view
         material = (f"Previous summary:\n{summary or '(none)'}\n\nNew turns:\n"
                     + "\n".join(f"{t.role}: {t.text}" for t in folded))
         try:
             new_summary = await self._summarize(
                 SUMMARY_PROMPT.format(words=summary_budget * 3 // 4),
                 truncate_to_tokens(material, self.budget * 2), summary_budget)
-        except Exception as exc:  # the answer matters more than the summary: go on without it
+        except Exception as exc:  # recall still fits the budget without it; retried next turn
             log.warning("memory.fold_failed", conversation_id=conversation.id, error=str(exc))
-            return summary
-        new_summary = truncate_to_tokens(new_summary, summary_budget)
-        await self._store.save_summary(conversation.id, new_summary, folded[-1].id)
-        log.info("memory.folded", conversation_id=conversation.id, turns=len(folded))
-        return new_summary
+            return False
+        saved = await self._store.save_summary(
+            conversation.id, truncate_to_tokens(new_summary, summary_budget), folded[-1].id,
+            expected_through_id=conversation.summary_through_id)
+        log.info("memory.folded", conversation_id=conversation.id, turns=len(folded),
+                 saved=saved)
+        return saved
 
 
 def _newest_within(turns: Sequence[Turn], budget: int) -> list[Turn]:

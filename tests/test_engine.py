@@ -9,10 +9,10 @@ import pytest
 
 from bot.app import Hub
 from bot.engine import Outcome
-from bot.model import Attachment, ReplyMode
+from bot.model import Attachment, Reply, ReplyMode
 from tests.conftest import make_settings, question, write_config
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
-from tests.fakes.recording_channel import RecordingChannel
+from tests.fakes.recording_channel import RecordingChannel, RecordingStream
 
 FAST_RETRY = {"retry-after-ms": "1"}
 PNG = base64.b64decode(
@@ -120,6 +120,26 @@ async def test_voice_message_is_transcribed_and_answered(hub: Hub,
     assert user_row.attachments[0]["transcript"] == "How do I export my invoices?"
 
 
+class RequestCountingChannel(RecordingChannel):
+    def __init__(self, fake: FakeOpenAI) -> None:
+        super().__init__()
+        self._fake = fake
+        self._at_start = 0
+        self.requests_while_answering = -1
+
+    async def stream(self) -> RecordingStream:
+        self._at_start = len(self._fake.requests)
+        stream = await super().stream()
+        finish = stream.finish
+
+        async def counted(reply: Reply) -> None:
+            self.requests_while_answering = len(self._fake.requests) - self._at_start
+            await finish(reply)
+
+        stream.finish = counted  # type: ignore[method-assign]
+        return stream
+
+
 async def test_history_over_budget_is_folded_into_a_stored_summary(
         tmp_path: Path, fake_openai: FakeOpenAI, database_url: str) -> None:
     config = write_config(tmp_path, "limits:\n  history_token_budget: 300\n")
@@ -133,8 +153,12 @@ async def test_history_over_budget_is_folded_into_a_stored_summary(
 
         fake_openai.responder = responder
         for turn in range(8):
+            channel = RequestCountingChannel(fake_openai)
             await hub.engine.handle(question(f"Step {turn}: " + "configuring Okta SSO " * 8),
-                                    RecordingChannel())
+                                    channel)
+            # Between the first sign of progress and the finished answer, the only model call
+            # is the answer itself: summaries are made after the user has the answer.
+            assert channel.requests_while_answering == 1
         summaries = [r for r in fake_openai.chat_requests() if not r.get("stream")]
         assert summaries, "the history never exceeded the budget"
         assert "Step 0" in summaries[0]["messages"][1]["content"]

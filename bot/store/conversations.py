@@ -160,10 +160,16 @@ class ConversationStore:
             rows = (await session.execute(query)).all()
         return [Turn(id=row.id, role=row.role, text=row.text) for row in rows]
 
-    async def save_summary(self, conversation_id: int, summary: str, through_id: int) -> None:
+    async def save_summary(self, conversation_id: int, summary: str, through_id: int, *,
+                           expected_through_id: int | None) -> bool:
+        """Store a new summary unless another worker folded the same turns first."""
         async with self._session() as session:
-            await session.execute(update(Conversation).where(Conversation.id == conversation_id)
-                                  .values(summary=summary, summary_through_id=through_id))
+            result = await session.execute(
+                update(Conversation)
+                .where(Conversation.id == conversation_id,
+                       Conversation.summary_through_id.is_not_distinct_from(expected_through_id))
+                .values(summary=summary, summary_through_id=through_id))
+            return bool(getattr(result, "rowcount", 0))
 
     async def messages(self, conversation_id: int) -> list[StoredMessage]:
         """Every stored row of a conversation, for transcripts and tests."""

@@ -88,7 +88,11 @@ async def test_turns_keep_order_skip_failed_answers_and_respect_the_summary(
                                               before_id=ids[2])] == [
         "question 0", "answer 0", "question 1"]
 
-    await store.save_summary(conversation.id, "They asked twice.", through_id=ids[1])
+    assert await store.save_summary(conversation.id, "They asked twice.", through_id=ids[1],
+                                    expected_through_id=None)
+    # A second worker that folded from the same starting point loses instead of overwriting.
+    assert not await store.save_summary(conversation.id, "Stale.", through_id=ids[0],
+                                        expected_through_id=None)
     reopened = await store.open(KEY)
     assert (reopened.summary, reopened.summary_through_id) == ("They asked twice.", ids[1])
     assert [t.text for t in await store.turns(conversation.id, after_id=ids[1])] == [
