@@ -320,3 +320,31 @@ channels:
             "I am Pip of Acme on test for Ada in #general.")
     finally:
         await hub.close()
+
+
+class BrokenPlatformChannel(RecordingChannel):
+    """A platform that fails while the answer streams (a network error, an expired token)."""
+
+    async def stream(self) -> RecordingStream:
+        stream = await super().stream()
+
+        async def fail(text: str) -> None:
+            raise ConnectionResetError("platform went away")
+
+        stream.append = fail  # type: ignore[method-assign]
+        return stream
+
+
+async def test_a_platform_failure_mid_answer_is_logged_not_raised(
+        hub: Hub, fake_openai: FakeOpenAI) -> None:
+    channel = BrokenPlatformChannel()
+    result = await hub.engine.handle(question("Will this survive?"), channel)
+
+    assert result.outcome is Outcome.MODEL_FAILED
+    assert [r.text for r in channel.posts] == [
+        "Sorry, something went wrong on my side while answering. Your message is saved; "
+        "please try again in a moment."]
+    conversation = await hub.store.find(question("x").key)
+    assert conversation is not None
+    rows = await hub.store.messages(conversation.id)
+    assert rows[0].text == "Will this survive?"

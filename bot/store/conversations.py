@@ -86,27 +86,13 @@ class ConversationStore:
                         thread=key.thread, summary="")
                 .on_conflict_do_nothing(index_elements=["platform", "workspace", "channel",
                                                         "thread"]))
-            row = (await session.execute(
-                select(Conversation.id, Conversation.summary, Conversation.summary_through_id)
-                .where(Conversation.platform == key.platform,
-                       Conversation.workspace == key.workspace,
-                       Conversation.channel == key.channel,
-                       Conversation.thread == key.thread))).one()
-            return ConversationState(id=row.id, summary=row.summary,
-                                     summary_through_id=row.summary_through_id)
+            state = await _state(session, key)
+        assert state is not None
+        return state
 
     async def find(self, key: ConversationKey) -> ConversationState | None:
         async with self._session() as session:
-            row = (await session.execute(
-                select(Conversation.id, Conversation.summary, Conversation.summary_through_id)
-                .where(Conversation.platform == key.platform,
-                       Conversation.workspace == key.workspace,
-                       Conversation.channel == key.channel,
-                       Conversation.thread == key.thread))).one_or_none()
-        if row is None:
-            return None
-        return ConversationState(id=row.id, summary=row.summary,
-                                 summary_through_id=row.summary_through_id)
+            return await _state(session, key)
 
     async def add_user_message(self, conversation_id: int, *, external_id: str, author_id: str,
                                author_name: str, text: str,
@@ -182,6 +168,18 @@ class ConversationStore:
     async def ping(self) -> None:
         async with self._session() as session:
             await session.execute(select(1))
+
+
+async def _state(session: AsyncSession, key: ConversationKey) -> ConversationState | None:
+    row = (await session.execute(
+        select(Conversation.id, Conversation.summary, Conversation.summary_through_id)
+        .where(Conversation.platform == key.platform, Conversation.workspace == key.workspace,
+               Conversation.channel == key.channel, Conversation.thread == key.thread)
+    )).one_or_none()
+    if row is None:
+        return None
+    return ConversationState(id=row.id, summary=row.summary,
+                             summary_through_id=row.summary_through_id)
 
 
 def _describe(exc: DBAPIError) -> str:
