@@ -3,13 +3,18 @@ the engine here and in `bot.server`, never inside the core."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Behaviour, Settings, load_behaviour
 from bot.engine import Engine
+from bot.kb.catalog import SyncInProgress
+from bot.kb.knowledge import KnowledgeBase
+from bot.kb.schedule import KbScheduler
 from bot.llm import ChatModel
 from bot.store import migrate
 from bot.store.conversations import ConversationStore
@@ -26,7 +31,10 @@ class Hub:
     database: AsyncEngine
     store: ConversationStore
     model: ChatModel | None
+    knowledge: KnowledgeBase
     engine: Engine
+    _scheduler: KbScheduler | None = None
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     async def create(cls, settings: Settings, *, apply_migrations: bool = True) -> Hub:
@@ -38,6 +46,7 @@ class Hub:
                 before, after = await migrate.upgrade(database)
                 if before != after:
                     log.info("database.migrated", before=before, after=after)
+            knowledge = KnowledgeBase.from_settings(settings, behaviour, database)
         except BaseException:
             await database.dispose()
             raise
@@ -48,9 +57,36 @@ class Hub:
         else:
             count_tokens("warm up")  # loads the tokenizer (~0.2 s) now, not on a first question
         return cls(settings=settings, behaviour=behaviour, database=database, store=store,
-                   model=model, engine=Engine(store, behaviour, model))
+                   model=model, knowledge=knowledge,
+                   engine=Engine(store, behaviour, model, knowledge))
+
+    async def start_services(self) -> None:
+        """What `bothub serve` runs beside the HTTP server: the nightly sync, and a sync at
+        once when the knowledge base was never indexed or the embedding model changed (so a
+        fresh install answers from its documents right away)."""
+        self._scheduler = KbScheduler(self.knowledge, cron=self.settings.kb_sync_cron,
+                                      database_url=self.settings.resolved_database_url)
+        self._scheduler.start()
+        if await self.knowledge.needs_sync():
+            task = asyncio.create_task(self._first_sync())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _first_sync(self) -> None:
+        try:
+            await self.knowledge.sync(trigger="first")
+        except SyncInProgress:
+            pass  # another worker is doing it
+        except Exception:
+            log.exception("kb.first_sync_failed")
 
     async def close(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.stop()
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self.model is not None:
             await self.model.close()
         await self.database.dispose()

@@ -11,9 +11,11 @@ import string
 from datetime import date
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -22,8 +24,11 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SAMPLE_KB = Path(__file__).parent / "kb" / "sample"
 
 PERSONA_VARIABLES = frozenset(
     {"bot_name", "organization", "date", "platform", "channel", "user_name", "answer_words"}
@@ -127,6 +132,64 @@ class ChannelOverride(BaseModel):
                 and fnmatchcase(channel, self.channel))
 
 
+SOURCE_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+class SourceConfig(BaseModel):
+    """One knowledge source. `scope` lists `platform:workspace:channel` globs allowed to see it."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=SOURCE_NAME)
+    kind: Literal["folder", "web", "escalations"]
+    path: Path | None = None  # folder: default BOTHUB_KB_DIR, else the shipped sample
+    url: str = ""  # folder: base URL that citations link to (path appended)
+    urls: list[str] = []  # web: pages
+    sitemaps: list[str] = []  # web: sitemap.xml URLs
+    allowed_hosts: list[str] = []  # web: default the hosts of urls and sitemaps
+    scope: list[str] = ["*"]
+    max_file_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_pages: int = Field(default=2000, ge=1)
+    timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> SourceConfig:
+        if self.kind == "web" and not (self.urls or self.sitemaps):
+            raise ValueError("a web source needs `urls` or `sitemaps`")
+        if self.kind != "web" and (self.urls or self.sitemaps):
+            raise ValueError(f"`urls` and `sitemaps` belong to web sources, not {self.kind}")
+        return self
+
+    def visible_in(self, platform: str, workspace: str, channel: str) -> bool:
+        where = f"{platform}:{workspace}:{channel}"
+        return any(fnmatchcase(where, pattern) for pattern in self.scope)
+
+
+class KnowledgeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sources: list[SourceConfig] | None = None  # None: the KB folder plus resolved escalations
+    chunk_tokens: int = Field(default=350, ge=50, le=2000)
+    chunk_overlap: int = Field(default=50, ge=0, le=500)
+    top_k: int = Field(default=5, ge=1, le=20)
+    min_similarity: float = Field(default=0.25, ge=0, le=1)
+    embed_batch: int = Field(default=128, ge=1, le=2048)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[SourceConfig] | None) -> list[SourceConfig] | None:
+        names = [s.name for s in sources or []]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(duplicates)}")
+        return sources
+
+    def resolved_sources(self, kb_dir: Path | None) -> list[SourceConfig]:
+        if self.sources is not None:
+            return [s if s.kind != "folder" or s.path else s.model_copy(
+                update={"path": kb_dir or SAMPLE_KB}) for s in self.sources]
+        return [SourceConfig(name="docs", kind="folder", path=kb_dir or SAMPLE_KB),
+                SourceConfig(name="escalations", kind="escalations")]
+
+
 class ChannelPolicy(BaseModel):
     """The behaviour in force for one channel, after overrides."""
 
@@ -143,6 +206,7 @@ class Behaviour(BaseModel):
     limits: Limits = Limits()
     channels: list[ChannelOverride] = []
     prices: dict[str, Price] = {}
+    knowledge: KnowledgeConfig = KnowledgeConfig()
 
     def policy_for(self, platform: str, workspace: str, channel: str) -> ChannelPolicy:
         """The last matching override wins, so specific rules go below general ones."""
@@ -200,6 +264,20 @@ def _describe_errors(path: Path, exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def parse_cron(value: str) -> CronTrigger:
+    """A crontab line, optionally prefixed with its time zone: "TZ=Europe/Berlin 0 2 * * *"."""
+    expression, zone = value.strip(), "UTC"
+    first, _, rest = expression.partition(" ")
+    if first.upper().startswith(("TZ=", "CRON_TZ=")):
+        zone, expression = first.split("=", 1)[1], rest.strip()
+    try:
+        return CronTrigger.from_crontab(expression, timezone=ZoneInfo(zone))
+    except ZoneInfoNotFoundError:
+        raise ValueError(f"unknown time zone {zone!r} (use a name like Europe/Berlin)") from None
+    except ValueError as exc:
+        raise ValueError(f"not a crontab schedule like '0 2 * * *': {exc}") from None
+
+
 def _env(*names: str) -> Any:
     return AliasChoices(*names)
 
@@ -225,6 +303,8 @@ class Settings(BaseSettings):
                                   validation_alias=_env("BOTHUB_TRANSCRIBE_MODEL"))
 
     config_file: Path | None = Field(default=None, validation_alias=_env("BOTHUB_CONFIG"))
+    kb_dir: Path | None = Field(default=None, validation_alias=_env("BOTHUB_KB_DIR"))
+    kb_sync_cron: str = Field(default="0 2 * * *", validation_alias=_env("BOTHUB_KB_SYNC_CRON"))
     admin_token: SecretStr | None = Field(default=None, validation_alias=_env("BOTHUB_ADMIN_TOKEN"))
     log_level: str = Field(default="INFO", validation_alias=_env("BOTHUB_LOG_LEVEL"))
     log_format: str = Field(default="console", validation_alias=_env("BOTHUB_LOG_FORMAT"))
@@ -233,6 +313,12 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_key_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("kb_sync_cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        parse_cron(value)
+        return value
 
     @field_validator("log_format")
     @classmethod
@@ -244,6 +330,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'bothub.db').resolve()}"
+
+    @property
+    def resolved_lancedb_uri(self) -> str:
+        return self.lancedb_uri or str((self.data_dir / "lancedb").resolve())
 
     @property
     def model_configured(self) -> bool:

@@ -10,24 +10,25 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import structlog
 
 from adapters.base import ReplyChannel, ReplyStream
 from bot import attachments, guardrails, metrics, replies
+from bot.citations import citation, cited, label, quote
 from bot.config import Behaviour, ChannelPolicy
+from bot.kb.documents import Hit
+from bot.kb.knowledge import Retrieval
 from bot.llm import ChatModel, ModelError, StreamEnd, TextDelta
 from bot.memory import ConversationMemory
 from bot.model import ConversationKey, Message, Reply, ReplyMode
 from bot.prompt import build_messages
-from bot.store.conversations import (
-    AnswerRecord,
-    ConversationState,
-    ConversationStore,
-    StorageUnavailable,
-)
+from bot.store.conversations import AnswerRecord, ConversationState, ConversationStore
+from bot.store.repository import StorageUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +38,7 @@ class Outcome(enum.StrEnum):
     DUPLICATE = "duplicate"  # a redelivery of a message already handled: nothing is posted
     REFUSED = "refused"  # the input was not a question we can take (empty, too long, binary)
     NO_MODEL = "no_model"
+    RETRIEVAL_ONLY = "retrieval_only"  # no model: answered with passages from the knowledge base
     MODEL_FAILED = "model_failed"
     STORAGE_FAILED = "storage_failed"
 
@@ -46,14 +48,22 @@ class Result:
     outcome: Outcome
     conversation_id: int | None = None
     reply: Reply | None = None
+    # False: the knowledge base was searched and had nothing relevant (escalation acts on it);
+    # None: it was not consulted.
+    knowledge_found: bool | None = None
+
+
+class Retriever(Protocol):
+    async def retrieve(self, question: str, key: ConversationKey) -> Retrieval: ...
 
 
 class Engine:
     def __init__(self, store: ConversationStore, behaviour: Behaviour,
-                 model: ChatModel | None) -> None:
+                 model: ChatModel | None, knowledge: Retriever | None = None) -> None:
         self._store = store
         self._behaviour = behaviour
         self._model = model
+        self._knowledge = knowledge
         self._memory = ConversationMemory(
             store, self._summarize if model else None,
             budget=behaviour.limits.history_token_budget)
@@ -112,13 +122,45 @@ class Engine:
             return Result(Outcome.DUPLICATE, conversation.id)
 
         if self._model is None:
-            reply = Reply(replies.NO_MODEL, ReplyMode.NOTICE)
-            await channel.post(reply)
-            await self._record(conversation, user_turn, AnswerRecord(
-                text=reply.text, mode="no_model", status="notice"), log)
-            return Result(Outcome.NO_MODEL, conversation.id, reply)
-
+            return await self._answer_without_model(message, check.text, conversation,
+                                                    user_turn, channel, log)
         return await self._answer(message, check.text, conversation, user_turn, channel, log)
+
+    async def _retrieve(self, question: str, key: ConversationKey,
+                        log: structlog.typing.FilteringBoundLogger) -> Retrieval | None:
+        """None when there is no knowledge base or it failed: the answer goes on without it."""
+        if self._knowledge is None or not question:
+            return None
+        try:
+            return await self._knowledge.retrieve(question, key)
+        except Exception:
+            log.exception("engine.retrieval_failed")
+            return None
+
+    async def _answer_without_model(self, message: Message, text: str,
+                                    conversation: ConversationState, user_turn: int,
+                                    channel: ReplyChannel,
+                                    log: structlog.typing.FilteringBoundLogger) -> Result:
+        """The retrieval-only mode: the best passages, quoted with their sources, marked."""
+        retrieval = await self._retrieve(text, message.key, log)
+        if retrieval is not None and retrieval.found:
+            shown = retrieval.passages[:3]
+            parts = [replies.KNOWLEDGE_ONLY]
+            for number, hit in enumerate(shown, start=1):
+                parts.append(f"**[{number}] {label(hit)}**\n{quote(hit.chunk.text)}")
+            reply = Reply("\n\n".join(parts), ReplyMode.RETRIEVAL_ONLY,
+                          tuple(citation(n, hit) for n, hit in enumerate(shown, start=1)))
+            outcome, mode = Outcome.RETRIEVAL_ONLY, "retrieval_only"
+        else:
+            searched = retrieval is not None
+            reply = Reply(replies.NOTHING_FOUND_NO_MODEL if searched else replies.NO_MODEL,
+                          ReplyMode.NOTICE)
+            outcome, mode = Outcome.NO_MODEL, "no_model"
+        await channel.post(reply)
+        await self._record(conversation, user_turn, AnswerRecord(
+            text=reply.text, mode=mode, status="notice"), log)
+        return Result(outcome, conversation.id, reply,
+                      knowledge_found=None if retrieval is None else retrieval.found)
 
     async def _answer(self, message: Message, text: str, conversation: ConversationState,
                       user_turn: int, channel: ReplyChannel,
@@ -138,9 +180,12 @@ class Engine:
             return Result(Outcome.REFUSED, conversation.id, reply)
 
         history = await self._memory.recall(conversation, before_id=user_turn)
+        retrieval = await self._retrieve(prepared.text, message.key, log)
+        passages = retrieval.passages if retrieval is not None else None
         prompt = build_messages(self._system_prompt(policy, message), history, prepared.text,
-                                prepared.image_urls)
-        record, reply = await self._stream_answer(prompt, policy, stream, prepared.notes)
+                                prepared.image_urls, passages)
+        record, reply = await self._stream_answer(prompt, policy, stream, prepared.notes,
+                                                  passages or ())
         record.latency_ms = int((time.monotonic() - started) * 1000)
         await self._record(conversation, user_turn, record, log)
         try:  # after the answer is delivered: the user never waits for a summary
@@ -148,10 +193,12 @@ class Engine:
         except StorageUnavailable as exc:
             log.warning("engine.fold_not_saved", reason=exc.reason)
         outcome = Outcome.ANSWERED if record.status == "ok" else Outcome.MODEL_FAILED
-        return Result(outcome, conversation.id, reply)
+        return Result(outcome, conversation.id, reply,
+                      knowledge_found=None if retrieval is None else retrieval.found)
 
     async def _stream_answer(self, prompt: list[dict[str, object]], policy: ChannelPolicy,
-                             stream: ReplyStream, notes: list[str]) -> tuple[AnswerRecord, Reply]:
+                             stream: ReplyStream, notes: list[str],
+                             passages: Sequence[Hit]) -> tuple[AnswerRecord, Reply]:
         assert self._model is not None
         pieces: list[str] = []
         record = AnswerRecord(text="", mode=ReplyMode.MODEL.value, model=self._model.model)
@@ -172,13 +219,14 @@ class Engine:
             record.status, record.error = "failed", exc.detail
             partial = "".join(pieces).strip()
             text = f"{partial}\n\n{replies.CUT_OFF}" if partial else replies.model_failed(exc.kind)
-            reply = Reply(text, ReplyMode.MODEL if partial else ReplyMode.NOTICE)
+            reply = Reply(text, ReplyMode.MODEL if partial else ReplyMode.NOTICE,
+                          cited(partial, passages))
             record.text = partial
             await stream.finish(reply)
             return record, reply
         record.text = "".join(pieces).strip()
         shown = "\n\n".join([record.text, *notes]) if notes else record.text
-        reply = Reply(shown, ReplyMode.MODEL)
+        reply = Reply(shown, ReplyMode.MODEL, cited(record.text, passages))
         await stream.finish(reply)
         return record, reply
 

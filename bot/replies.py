@@ -17,6 +17,10 @@ NO_MODEL = ("No language model is configured for this assistant yet, so I can't 
             "on my own. An administrator can enable answers by setting OPENAI_API_KEY.")
 UNEXPECTED = ("Sorry, something went wrong on my side while answering. Your message is saved; "
               "please try again in a moment.")
+KNOWLEDGE_ONLY = ("I can't write an answer myself right now, but this is what our documentation "
+                  "says:")
+NOTHING_FOUND_NO_MODEL = ("I couldn't find anything about that in our documentation. Could you "
+                          "rephrase the question, or ask a member of the team?")
 CUT_OFF = "_(My answer was interrupted. Please ask again if you need the rest.)_"
 AUDIO_UNREADABLE = "I couldn't understand the voice message. Could you type your question instead?"
 

@@ -20,14 +20,18 @@ from bot.app import Hub
 log = structlog.get_logger(__name__)
 
 
-def create_app(hub: Hub, *, close_hub: bool = True) -> FastAPI:
+def create_app(hub: Hub, *, services: bool = True) -> FastAPI:
+    """`services=False` leaves out the scheduler and the first sync (tests that do not need
+    them); the app always closes the hub when it stops."""
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if services:
+            await hub.start_services()
         log.info("bothub.ready", model=hub.engine.model_name or "none (no OPENAI_API_KEY)",
                  database=hub.database.url.render_as_string(hide_password=True))
         yield
-        if close_hub:
-            await hub.close()
+        await hub.close()
 
     app = FastAPI(title="bothub", lifespan=lifespan, docs_url=None, redoc_url=None)
 

@@ -54,6 +54,11 @@ def _postgres_database() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from _postgres_database()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
@@ -115,8 +120,8 @@ def live_server(tmp_path: Path, fake_openai: FakeOpenAI) -> Iterator[LiveServer]
 
     async def main() -> None:
         hub = await Hub.create(make_settings(tmp_path, fake_openai))
-        server = uvicorn.Server(uvicorn.Config(create_app(hub), log_config=None,
-                                               lifespan="on"))
+        server = uvicorn.Server(uvicorn.Config(create_app(hub, services=False),
+                                               log_config=None, lifespan="on"))
         state.update(hub=hub, server=server)
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not serving.done():  # noqa: ASYNC110 (no startup event)

@@ -40,11 +40,39 @@ def test_ask_prints_the_streamed_answer(tmp_path: Path, fake_openai: FakeOpenAI)
         "How do I export invoices?")
 
 
-def test_ask_without_a_key_explains_and_exits_cleanly(tmp_path: Path) -> None:
-    result = run(["ask", "hello"], tmp_path, None)
-    assert result.returncode == 0
-    assert "No language model is configured" in result.stdout
-    assert "Traceback" not in result.stdout + result.stderr
+def test_without_a_key_ask_answers_from_the_knowledge_base_once_synced(
+        tmp_path: Path) -> None:
+    before = run(["ask", "How do I turn on two-factor authentication?"], tmp_path, None)
+    assert before.returncode == 0
+    assert "run `bothub kb sync`" in before.stderr
+    assert "couldn't find anything" in before.stdout
+
+    synced = run(["kb", "sync"], tmp_path, None)
+    assert synced.returncode == 0, synced.stderr
+    assert "Sync ok" in synced.stdout and "added" in synced.stdout
+
+    after = run(["ask", "How do I turn on two-factor authentication?"], tmp_path, None)
+    assert after.returncode == 0
+    assert "this is what our documentation says" in after.stdout
+    assert "Sources" in after.stdout and "Account" in after.stdout
+    assert "kb sync" not in after.stderr
+    assert "Traceback" not in after.stdout + after.stderr
+
+
+def test_kb_status_and_search(tmp_path: Path) -> None:
+    empty = run(["kb", "status"], tmp_path, None)
+    assert empty.returncode == 0 and "No sync has run yet" in empty.stdout
+    run(["kb", "sync", "--source", "docs"], tmp_path, None)
+    status = run(["kb", "status"], tmp_path, None)
+    assert "docs" in status.stdout and "full-text only" in status.stdout
+    assert "Last syncs" in status.stdout
+    found = run(["kb", "search", "recovery codes"], tmp_path, None)
+    assert found.returncode == 0 and "account-security.md" in found.stdout
+    assert "bm25" in found.stdout
+    unknown = run(["kb", "sync", "--source", "nope"], tmp_path, None)
+    assert unknown.returncode == 2 and "no source named 'nope'" in unknown.stdout
+    bad_channel = run(["kb", "search", "x", "--channel", "slack"], tmp_path, None)
+    assert bad_channel.returncode == 2
 
 
 def test_ask_when_the_model_is_down_is_polite_and_fails_the_exit_code(tmp_path: Path) -> None:

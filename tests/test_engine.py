@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import Hub
-from bot.engine import Outcome
+from bot.engine import Engine, Outcome
 from bot.model import Attachment, Reply, ReplyMode
 from tests.conftest import make_settings, question, write_config
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
@@ -51,7 +51,7 @@ async def test_second_turn_carries_the_first(hub: Hub, fake_openai: FakeOpenAI) 
     await hub.engine.handle(question("Unrelated thread", thread="t2"), RecordingChannel())
 
     second, third = fake_openai.chat_requests()[1:]
-    turns = [(m["role"], m["content"]) for m in second["messages"][1:]]
+    turns = [(m["role"], m["content"]) for m in second["messages"] if m["role"] != "system"]
     assert turns == [("user", "My order number is 4417."),
                      ("assistant", "You said: My order number is 4417."),
                      ("user", "What was my order number?")]
@@ -127,13 +127,16 @@ class RequestCountingChannel(RecordingChannel):
         self._at_start = 0
         self.requests_while_answering = -1
 
+    def _chat_calls(self) -> int:
+        return len(self._fake.chat_requests())
+
     async def stream(self) -> RecordingStream:
-        self._at_start = len(self._fake.requests)
+        self._at_start = self._chat_calls()
         stream = await super().stream()
         finish = stream.finish
 
         async def counted(reply: Reply) -> None:
-            self.requests_while_answering = len(self._fake.requests) - self._at_start
+            self.requests_while_answering = self._chat_calls() - self._at_start
             await finish(reply)
 
         stream.finish = counted  # type: ignore[method-assign]
@@ -226,8 +229,8 @@ async def test_stream_broken_midway_keeps_partial_answer_with_a_notice(
     assert "interrupted" in final.text
     # The partial answer is not remembered as if it were a whole one.
     await hub.engine.handle(question("Again please"), RecordingChannel())
-    roles = [m["role"] for m in fake_openai.chat_requests()[-1]["messages"][1:]]
-    assert roles == ["user", "user"]
+    roles = [m["role"] for m in fake_openai.chat_requests()[-1]["messages"]]
+    assert roles.count("assistant") == 0 and roles.count("user") == 2
 
 
 async def test_a_redelivered_message_is_answered_once(hub: Hub, fake_openai: FakeOpenAI) -> None:
@@ -270,12 +273,13 @@ async def test_control_characters_are_cleaned_before_storage(
         await pg_hub.close()
 
 
-async def test_without_a_key_the_hub_says_plainly_that_no_model_is_configured(
+async def test_without_a_key_or_knowledge_the_hub_says_plainly_that_no_model_is_configured(
         tmp_path: Path, fake_openai: FakeOpenAI) -> None:
     hub = await Hub.create(make_settings(tmp_path, None))
     try:
         channel = RecordingChannel()
-        result = await hub.engine.handle(question("Hi"), channel)
+        engine = Engine(hub.store, hub.behaviour, model=None, knowledge=None)
+        result = await engine.handle(question("Hi"), channel)
         assert result.outcome is Outcome.NO_MODEL
         [reply] = channel.shown
         assert "No language model is configured" in reply.text

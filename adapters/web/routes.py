@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from adapters.web.channel import SseReplyChannel
 from bot.engine import Engine, Outcome, Result
 from bot.model import Author, ConversationKey, Message
-from bot.store.conversations import StorageUnavailable
+from bot.store.repository import StorageUnavailable
 
 log = structlog.get_logger(__name__)
 

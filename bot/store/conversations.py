@@ -6,28 +6,17 @@ database, not a check-then-write in Python, decides which one wins.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.model import ConversationKey
-from bot.store.database import session_factory
+from bot.store.repository import Repository
 from bot.store.tables import Conversation, StoredMessage
-
-
-class StorageUnavailable(Exception):
-    """The database refused or could not be reached; `reason` is safe to log, never to chat."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,23 +49,7 @@ class AnswerRecord:
     first_token_ms: int | None = None
 
 
-class ConversationStore:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._sessions = session_factory(engine)
-        self._insert = (postgresql.insert if engine.dialect.name == "postgresql"
-                        else sqlite.insert)
-
-    @asynccontextmanager
-    async def _session(self) -> AsyncIterator[AsyncSession]:
-        try:
-            async with self._sessions.begin() as session:
-                yield session
-        except (OperationalError, DBAPIError) as exc:
-            raise StorageUnavailable(_describe(exc)) from exc
-        except SQLAlchemyError as exc:
-            raise StorageUnavailable(type(exc).__name__) from exc
-
+class ConversationStore(Repository):
     async def open(self, key: ConversationKey) -> ConversationState:
         """The conversation for this key, created on first use."""
         async with self._session() as session:
@@ -180,10 +153,3 @@ async def _state(session: AsyncSession, key: ConversationKey) -> ConversationSta
         return None
     return ConversationState(id=row.id, summary=row.summary,
                              summary_through_id=row.summary_through_id)
-
-
-def _describe(exc: DBAPIError) -> str:
-    """A one-line cause without SQL or parameters (which can hold user text)."""
-    text = str(exc.orig) if exc.orig is not None else type(exc).__name__
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return first[:200]

@@ -1,0 +1,1 @@
+"""The knowledge base: sources -> documents -> chunks -> embeddings -> one LanceDB table."""
