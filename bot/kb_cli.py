@@ -43,7 +43,7 @@ def sync(source: Annotated[str | None, typer.Option(help="Sync only this source.
             def show(event: SyncProgress) -> None:
                 if event.source not in bars:
                     bars[event.source] = progress.add_task(event.source, total=event.total)
-                progress.update(bars[event.source], completed=event.done)
+                progress.update(bars[event.source], completed=event.done, total=event.total)
 
             try:
                 outcome = await hub.knowledge.sync(source=source, progress=show)

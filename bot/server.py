@@ -20,6 +20,20 @@ from bot.app import Hub
 log = structlog.get_logger(__name__)
 
 
+async def _knowledge_health(hub: Hub) -> dict[str, object]:
+    try:
+        runs = await hub.knowledge.catalog.runs(limit=1)
+        chunks = await hub.knowledge.index.count()
+    except Exception as exc:
+        return {"state": "down", "error": type(exc).__name__}
+    last = runs[0] if runs else None
+    return {"state": "ok" if chunks else "empty", "chunks": chunks,
+            "retrieval": "hybrid" if hub.knowledge.embedder else "full-text",
+            "last_sync": None if last is None else {
+                "status": last.status, "started_at": last.started_at.isoformat(),
+                "trigger": last.trigger}}
+
+
 def create_app(hub: Hub, *, services: bool = True) -> FastAPI:
     """`services=False` leaves out the scheduler and the first sync (tests that do not need
     them); the app always closes the hub when it stops."""
@@ -69,6 +83,7 @@ def create_app(hub: Hub, *, services: bool = True) -> FastAPI:
             components["database"] = {"state": "down", "error": type(exc).__name__}
         components["model"] = ({"state": "configured", "model": hub.engine.model_name}
                                if hub.model else {"state": "not_configured"})
+        components["knowledge"] = await _knowledge_health(hub)
         healthy = components["database"]["state"] == "ok"
         # 200 either way (the contract): the body says which part is down.
         return JSONResponse({"status": "ok" if healthy else "degraded",

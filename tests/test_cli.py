@@ -144,6 +144,18 @@ def test_serve_migrates_and_answers_health_checks(tmp_path: Path,
                 time.sleep(0.1)
         assert health.json()["components"]["database"]["state"] == "ok"
         assert (tmp_path / "data" / "bothub.db").exists()
+        # A fresh install indexes the shipped sample at start and answers from it.
+        while health.json()["components"]["knowledge"]["state"] != "ok":
+            assert time.monotonic() < deadline, health.json()
+            time.sleep(0.2)
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+        assert health.json()["components"]["knowledge"]["last_sync"]["status"] == "ok"
+        fake_openai.queue(ScriptedReply(text="Open Settings, then Security [1]."))
+        answer = httpx.post(f"http://127.0.0.1:{port}/api/chat", timeout=30,
+                            json={"message": "How do I turn on two-factor authentication?"})
+        assert '"sources": [{"index": 1, "title": "Account' in answer.text
+        passages = fake_openai.chat_requests()[-1]["messages"][-2]["content"]
+        assert "recovery codes" in passages
     finally:
         server.send_signal(signal.SIGINT)
         output, _ = server.communicate(timeout=15)

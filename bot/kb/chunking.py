@@ -43,7 +43,11 @@ class _Unit:
 
 def chunk_document(doc: Document, *, max_tokens: int = 350, overlap_tokens: int = 50
                    ) -> list[Chunk]:
-    """Cut a parsed document into chunks of at most `max_tokens` tokens, in document order."""
+    """Cut a parsed document into chunks of at most `max_tokens` tokens, in document order.
+
+    A section's first chunk starts with its heading (so the words of the heading are searchable
+    with its text); the heading path itself goes into `Chunk.section`, not into the text. A
+    heading with nothing under it makes no chunk of its own."""
     if max_tokens < MIN_MAX_TOKENS:
         raise ValueError(f"max_tokens must be at least {MIN_MAX_TOKENS}, got {max_tokens}")
     overlap_tokens = max(0, min(overlap_tokens, max_tokens // 2))

@@ -28,7 +28,6 @@ class Retrieval:
     that the knowledge base has nothing relevant (escalation acts on it)."""
 
     passages: tuple[Hit, ...]
-    searched_sources: tuple[str, ...]
 
     @property
     def found(self) -> bool:
@@ -117,7 +116,7 @@ class KnowledgeBase:
         sources = self.visible_sources(key)
         hits = await self.search(question, sources, limit=self.config.top_k * 2)
         relevant = [hit for hit in hits if self._relevant(hit)][: self.config.top_k]
-        return Retrieval(tuple(relevant), sources)
+        return Retrieval(tuple(relevant))
 
     async def search(self, question: str, sources: tuple[str, ...] | None = None,
                      limit: int = 5) -> list[Hit]:

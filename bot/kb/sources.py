@@ -25,6 +25,7 @@ MB = 1024 * 1024
 
 class Source(Protocol):
     name: str
+    total: int | None  # how many documents, once known: for progress bars
 
     def documents(self) -> AsyncIterator[RawDocument | SkippedDocument]: ...
 
@@ -39,6 +40,7 @@ class FolderSource:
         self.root = root
         self.base_url = base_url
         self.max_bytes = max_bytes
+        self.total: int | None = None
 
     def files(self) -> list[Path]:
         if not self.root.is_dir():
@@ -56,7 +58,9 @@ class FolderSource:
         return sorted(found)
 
     async def documents(self) -> AsyncIterator[RawDocument | SkippedDocument]:
-        for path in await asyncio.to_thread(self.files):
+        files = await asyncio.to_thread(self.files)
+        self.total = len(files)
+        for path in files:
             doc_id = path.relative_to(self.root).as_posix()
             try:
                 size = path.stat().st_size
@@ -79,9 +83,12 @@ class EntrySource:
     def __init__(self, name: str, catalog: KbCatalog) -> None:
         self.name = name
         self._catalog = catalog
+        self.total: int | None = None
 
     async def documents(self) -> AsyncIterator[RawDocument | SkippedDocument]:
-        for entry in await self._catalog.entries(self.name):
+        entries = await self._catalog.entries(self.name)
+        self.total = len(entries)
+        for entry in entries:
             text = f"# {entry.title}\n\n{entry.body}\n"
             yield RawDocument(source=self.name, doc_id=f"entry-{entry.id}", url=entry.url,
                               content_type="text/markdown", data=text.encode("utf-8"),

@@ -83,8 +83,7 @@ class SourceSync:
     async def run(self, source: Source) -> None:
         """Raises `SourceUnavailable` (nothing deleted) or `EmbeddingFailed`."""
         indexed = await self._catalog.indexed(source.name)
-        total = len(source.files()) if hasattr(source, "files") else None
-        self._progress(Progress(source.name, 0, total))
+        self._progress(Progress(source.name, 0, None))
         seen: set[str] = set()
         batch = _Batch()
         done = 0
@@ -100,7 +99,7 @@ class SourceSync:
                     if batch.chunks >= FLUSH_CHUNKS:
                         await self._flush(source.name, batch)
                         batch = _Batch()
-            self._progress(Progress(source.name, done, total, item.doc_id))
+            self._progress(Progress(source.name, done, source.total, item.doc_id))
         await self._flush(source.name, batch)
         vanished = sorted(set(indexed) - seen)
         if vanished:

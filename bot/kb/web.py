@@ -177,6 +177,7 @@ class WebSource:
             raise ValueError(f"web source {config.name}: timeout_seconds must be positive")
         self.config = config
         self.name = config.name
+        self.total: int | None = None  # pages to fetch, once the sitemaps are read
         self._client = client
         self._urls: tuple[str, ...] = ()
         self._sitemaps: tuple[str, ...] = ()
@@ -231,6 +232,7 @@ class WebSource:
             )
         try:
             pages = await self._collect(client)
+            self.total = len(pages)
             # aclosing: if the consumer stops early, in-flight fetches end before the client does.
             async with contextlib.aclosing(self._fetch_all(client, pages)) as items:
                 async for item in items:

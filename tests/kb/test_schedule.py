@@ -112,3 +112,36 @@ def test_two_workers_on_one_postgres_database_sync_once_per_fire_time(
     assert len(set(fire_times)) == len(fire_times)  # never two runs for one fire time
     assert all(row[1] in {"ok", "running"} for row in runs)
     assert all(t.second % 2 == 0 and t.microsecond == 0 for t in fire_times)
+
+
+async def test_runs_missed_during_downtime_happen_once_at_start(tmp_path: Path) -> None:
+    import asyncio
+    from datetime import timedelta
+
+    hub = await Hub.create(make_settings(tmp_path, None, kb_sync_cron="*/5 * * * *"))
+    try:
+        url = hub.settings.resolved_database_url
+        first = KbScheduler(hub.knowledge, cron=hub.settings.kb_sync_cron, database_url=url)
+        first.start()
+        await asyncio.sleep(0)  # APScheduler's first wakeup must run before a shutdown
+        # The server then was down for an hour: twelve fire times were missed.
+        first._scheduler.pause()
+        first._scheduler.modify_job(JOB_ID, next_run_time=datetime.now(UTC) - timedelta(hours=1))
+        first.stop()
+        again = KbScheduler(hub.knowledge, cron=hub.settings.kb_sync_cron, database_url=url)
+        again.start()
+        try:
+            for _ in range(100):
+                runs = await hub.knowledge.catalog.runs()
+                if runs and runs[0].status != "running":
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # room for a second run, which must not come
+            runs = await hub.knowledge.catalog.runs()
+            assert [(r.trigger, r.status) for r in runs] == [("schedule", "ok")]
+            assert again.next_run_time is not None
+            assert again.next_run_time > datetime.now(UTC)
+        finally:
+            again.stop()
+    finally:
+        await hub.close()

@@ -259,3 +259,62 @@ async def test_sources_config_errors_name_the_key(tmp_path: Path) -> None:
                                   "    - {name: a, kind: escalations}\n")
     with pytest.raises(ConfigError, match="repeated: a"):
         load_behaviour(path)
+
+
+async def test_answers_from_resolved_escalations_become_searchable(kb_hub: Hub) -> None:
+    await kb_hub.knowledge.add_entry(
+        "Charged twice for one invoice",
+        "If a card was charged twice, the billing team refunds the duplicate charge within five "
+        "business days.")
+    outcome = await kb_hub.knowledge.sync(source="escalations")
+    assert outcome is not None and outcome.report.added == 1
+    hits = await kb_hub.knowledge.search("duplicate charge on my card", limit=3)
+    assert hits[0].chunk.source == "escalations"
+    assert hits[0].chunk.title == "Charged twice for one invoice"
+
+
+async def test_a_web_source_is_synced_and_a_removed_page_disappears(
+        tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    from aiohttp import web
+
+    pages = {"/status": "<html><head><title>Status | Acme</title></head><body><main>"
+                        "<h1>Status</h1><p>All webhook deliveries are operational.</p></main>"
+                        "</body></html>",
+             "/limits": "<html><body><h1>Limits</h1><p>Uploads are capped at 2 GB.</p>"
+                        "</body></html>"}
+
+    async def page(request: web.Request) -> web.Response:
+        body = pages.get(request.path)
+        if body is None:
+            raise web.HTTPNotFound()
+        return web.Response(text=body, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{name}", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{port}"
+    config = write_config(tmp_path, f"""
+knowledge:
+  sources:
+    - name: site
+      kind: web
+      urls: ["{base}/status", "{base}/limits"]
+""")
+    hub = await Hub.create(make_settings(tmp_path, fake_openai, config_file=config))
+    try:
+        first = await hub.knowledge.sync()
+        assert first is not None and first.report.added == 2
+        hits = await hub.knowledge.search("webhook deliveries", limit=3)
+        assert hits[0].chunk.url == f"{base}/status" and hits[0].chunk.title == "Status"
+        del pages["/limits"]
+        second = await hub.knowledge.sync()
+        assert second is not None and second.report.deleted == 1
+        assert all(h.chunk.doc_id != f"{base}/limits"
+                   for h in await hub.knowledge.search("uploads capped", limit=5))
+    finally:
+        await hub.close()
+        await runner.cleanup()
