@@ -3,7 +3,8 @@
 Starts the fake model server with a fixed time to first byte, then measures, for the same
 question, (a) the openai SDK streaming straight from the model and (b) a browser-style client
 streaming `POST /api/chat` from a real `bothub serve` process (SQLite, defaults). The difference
-is what the hub adds: input checks, storage, history, prompt, and the SSE hop.
+is what the hub adds: input checks, storage, history, retrieval (the question's embedding from
+the fake server and a LanceDB search of the shipped sample), prompt, and the SSE hop.
 
     .venv/bin/python -m benchmarks.first_token [--requests 200] [--model-delay 0.2]
 """
@@ -89,12 +90,14 @@ def main() -> None:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(300):
+            for _ in range(600):  # up, and the sample knowledge base indexed
                 try:
-                    httpx.get(f"{url}/healthz", timeout=1)
-                    break
+                    health = httpx.get(f"{url}/healthz", timeout=1).json()
+                    if health["components"]["knowledge"]["state"] == "ok":
+                        break
                 except httpx.TransportError:
-                    time.sleep(0.1)
+                    pass
+                time.sleep(0.1)
             hub_ttft(url, 10, same_conversation=False)  # warm-up: imports, connections
             model = model_ttft(fake, args.requests)
             fresh = hub_ttft(url, args.requests, same_conversation=False)

@@ -13,7 +13,7 @@ QUOTE_CHARS = 400
 
 
 def label(hit: Hit) -> str:
-    return " › ".join(part for part in (hit.chunk.title, hit.chunk.section) if part)
+    return hit.chunk.heading
 
 
 def citation(number: int, hit: Hit) -> Citation:

@@ -144,7 +144,8 @@ class KbCatalog(Repository):
             rows = (await session.execute(
                 select(KbSyncRun).order_by(KbSyncRun.id.desc()).limit(limit))).scalars().all()
         return [RunRecord(id=r.id, trigger=r.trigger, source=r.source, status=r.status,
-                          started_at=r.started_at, finished_at=r.finished_at,
+                          started_at=_utc(r.started_at),
+                          finished_at=_utc(r.finished_at) if r.finished_at else None,
                           duration_ms=r.duration_ms,
                           report=RunReport(added=r.added, updated=r.updated,
                                            unchanged=r.unchanged, deleted=r.deleted,
@@ -179,6 +180,11 @@ class KbCatalog(Repository):
             return list((await session.execute(
                 select(KbEntry).where(KbEntry.source == source).order_by(KbEntry.id)))
                 .scalars())
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes; everything bothub writes is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _counts(report: RunReport) -> dict[str, int]:

@@ -80,6 +80,16 @@ class Chunk:
     def key(self) -> str:
         return f"{self.source}:{self.doc_id}#{self.index}"
 
+    @property
+    def heading(self) -> str:
+        """Title and section as one path, the title said once even when the document's first
+        heading repeats it: "Billing › Refunds", not "Billing › Billing › Refunds"."""
+        parts = [self.title] if self.title else []
+        for part in self.section.split(" › ") if self.section else []:
+            if not parts or part.casefold() != parts[-1].casefold():
+                parts.append(part)
+        return " › ".join(parts)
+
 
 @dataclass(frozen=True, slots=True)
 class Hit:

@@ -45,8 +45,7 @@ def _in(column: str, values: Sequence[str]) -> str:
 def searchable_text(chunk: Chunk) -> str:
     """What is embedded and full-text indexed: the passage with its title and section, so
     that "refunds" finds a paragraph that only says "we return the money" under "Refunds"."""
-    heading = " › ".join(part for part in (chunk.title, chunk.section) if part)
-    return f"{heading}\n{chunk.text}" if heading else chunk.text
+    return f"{chunk.heading}\n{chunk.text}" if chunk.heading else chunk.text
 
 
 class ChunkIndex:

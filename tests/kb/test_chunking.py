@@ -5,22 +5,14 @@ from __future__ import annotations
 
 import re
 from itertools import pairwise
-from pathlib import Path
 
 import pytest
 
 from bot.kb.chunking import chunk_document
-from bot.kb.documents import Block, BlockKind, Chunk, Document, RawDocument
-from bot.kb.parsing import parse
+from bot.kb.documents import Block, BlockKind, Chunk, Document
 from bot.tokens import count_tokens
+from tests.kb.conftest import SAMPLE, parse_sample
 
-SAMPLE = Path(__file__).resolve().parents[2] / "bot" / "kb" / "sample"
-CONTENT_TYPES = {
-    ".md": "text/markdown",
-    ".txt": "text/plain",
-    ".html": "text/html",
-    ".pdf": "application/pdf",
-}
 H = BlockKind.HEADING
 T = BlockKind.TEXT
 
@@ -46,10 +38,7 @@ def sentences(prefix: str, count: int) -> list[str]:
 def sample_docs() -> list[Document]:
     docs = []
     for path in sorted(p for p in SAMPLE.rglob("*") if p.is_file()):
-        relative = str(path.relative_to(SAMPLE))
-        docs.append(parse(RawDocument(source="sample", doc_id=relative, url="",
-                                      content_type=CONTENT_TYPES[path.suffix],
-                                      data=path.read_bytes())))
+        docs.append(parse_sample(str(path.relative_to(SAMPLE))))
     return docs
 
 

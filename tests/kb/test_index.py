@@ -54,3 +54,13 @@ def test_local_embeddings_without_the_extra_is_a_clear_configuration_error(
     settings = make_settings(tmp_path, None, embedding_model="local")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"pip install 'bothub\[local-embeddings\]'"):
         embedder_from_settings(settings)
+
+
+def test_a_heading_says_the_title_once() -> None:
+    def heading(title: str, section: str) -> str:
+        return Chunk("d", "x", 0, title, "", section, "t").heading
+
+    assert heading("Billing", "Billing › Refunds") == "Billing › Refunds"
+    assert heading("Billing", "Refunds") == "Billing › Refunds"
+    assert heading("Billing", "") == "Billing"
+    assert heading("", "Refunds › Card payments") == "Refunds › Card payments"

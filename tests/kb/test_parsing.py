@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import io
 import random
-from pathlib import Path
 
 import pytest
 from pypdf import PdfReader, PdfWriter
@@ -14,14 +13,8 @@ from pypdf import PdfReader, PdfWriter
 from bot.kb import parsing
 from bot.kb.documents import Block, BlockKind, Document, DocumentError, RawDocument
 from bot.kb.parsing import parse
+from tests.kb.conftest import CONTENT_TYPES, SAMPLE, parse_sample
 
-SAMPLE = Path(__file__).resolve().parents[2] / "bot" / "kb" / "sample"
-CONTENT_TYPES = {
-    ".md": "text/markdown",
-    ".txt": "text/plain",
-    ".html": "text/html",
-    ".pdf": "application/pdf",
-}
 PNG_HEADER = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10\x00\x00\x00\x10\x08\x06\x00\x00\x00"
     b"\x1f\xf3\xffa\x00\x00\x00\x19tEXtSoftware\x00Adobe ImageReadyq\xc9e<"
@@ -34,12 +27,6 @@ def raw(data: bytes | str, content_type: str = "text/markdown", doc_id: str = "n
         data = data.encode("utf-8")
     return RawDocument(source="test", doc_id=doc_id, url=f"https://kb.example/{doc_id}",
                        content_type=content_type, data=data, title_hint=title_hint)
-
-
-def sample(relative: str) -> Document:
-    path = SAMPLE / relative
-    return parse(RawDocument(source="sample", doc_id=relative, url="",
-                             content_type=CONTENT_TYPES[path.suffix], data=path.read_bytes()))
 
 
 def reason(document: RawDocument) -> str:
@@ -82,7 +69,7 @@ def pdf_bytes(writer: PdfWriter) -> bytes:
 ])
 def test_sample_markdown_has_title_and_sections(
         relative: str, title: str, some_heading: tuple[int, str]) -> None:
-    doc = sample(relative)
+    doc = parse_sample(relative)
     assert doc.title == title
     assert some_heading in headings(doc)
     assert doc.doc_id == relative
@@ -94,14 +81,14 @@ def test_every_sample_file_parses() -> None:
     assert len(files) >= 14
     assert {p.suffix for p in files} == {".md", ".html", ".txt", ".pdf"}
     for path in files:
-        doc = sample(str(path.relative_to(SAMPLE)))
+        doc = parse_sample(str(path.relative_to(SAMPLE)))
         assert doc.title, path
         assert doc.blocks, path
         assert all(block.text.strip() for block in doc.blocks), path
 
 
 def test_sample_markdown_structure() -> None:
-    api = sample("api.md")
+    api = parse_sample("api.md")
     code = kinds(api, BlockKind.CODE)
     assert code[0].startswith("```bash\ncurl https://api.orbitask.com/v1/projects \\\n")
     assert code[0].endswith("\n```")
@@ -109,7 +96,7 @@ def test_sample_markdown_structure() -> None:
     assert tables[0].split("\n")[0] == "Status | Code | Meaning"
     assert "429 | `rate_limited` | Too many requests; see `Retry-After`." in tables[0]
 
-    started = sample("getting-started.md")
+    started = parse_sample("getting-started.md")
     steps = next(t for t in kinds(started, BlockKind.LIST) if t.startswith("1. Click"))
     assert "\n  - Workspace – every member of the workspace can find and open it." in steps
     assert "\n4. Click Create project." in steps
@@ -117,7 +104,7 @@ def test_sample_markdown_structure() -> None:
 
 
 def test_sample_html_faq_drops_boilerplate() -> None:
-    doc = sample("faq.html")
+    doc = parse_sample("faq.html")
     assert doc.title == "Frequently asked questions"  # " | Orbitask Help Center" stripped
     text = all_text(doc)
     assert "Business plan free for 21 days" in text
@@ -132,7 +119,7 @@ def test_sample_html_faq_drops_boilerplate() -> None:
 
 
 def test_sample_plain_text_changelog() -> None:
-    doc = sample("changelog.txt")
+    doc = parse_sample("changelog.txt")
     assert doc.title == "Orbitask Changelog"
     assert doc.blocks[0].kind is BlockKind.TEXT
     assert (2, "3.3.0 - 2024-11-19") in headings(doc)  # a short line alone reads as a heading
@@ -140,7 +127,7 @@ def test_sample_plain_text_changelog() -> None:
 
 
 def test_sample_pdf_whitepaper() -> None:
-    doc = sample("security-whitepaper.pdf")
+    doc = parse_sample("security-whitepaper.pdf")
     assert doc.title == "Orbitask Security Whitepaper"
     assert {b.kind for b in doc.blocks} == {BlockKind.TEXT}
     text = all_text(doc)
@@ -483,7 +470,7 @@ def test_damaged_sample_files_never_raise_anything_but_document_error() -> None:
 
 
 def test_german_document_keeps_its_text() -> None:
-    doc = sample("de/erste-schritte.md")
+    doc = parse_sample("de/erste-schritte.md")
     text = all_text(doc)
     assert "Einladungen verfallen nach 7 Tagen." in text
     assert "„Muster GmbH Marketing“" in text
