@@ -93,7 +93,8 @@ def main() -> None:
             for _ in range(600):  # up, and the sample knowledge base indexed
                 try:
                     health = httpx.get(f"{url}/healthz", timeout=1).json()
-                    if health["components"]["knowledge"]["state"] == "ok":
+                    last = health["components"]["knowledge"]["last_sync"]
+                    if last is not None and last["status"] != "running":
                         break
                 except httpx.TransportError:
                     pass

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -145,7 +146,11 @@ def test_serve_migrates_and_answers_health_checks(tmp_path: Path,
         assert health.json()["components"]["database"]["state"] == "ok"
         assert (tmp_path / "data" / "bothub.db").exists()
         # A fresh install indexes the shipped sample at start and answers from it.
-        while health.json()["components"]["knowledge"]["state"] != "ok":
+        def synced(body: dict[str, Any]) -> bool:
+            last = body["components"]["knowledge"]["last_sync"]
+            return last is not None and last["status"] != "running"
+
+        while not synced(health.json()):
             assert time.monotonic() < deadline, health.json()
             time.sleep(0.2)
             health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)

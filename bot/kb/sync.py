@@ -101,6 +101,7 @@ class SourceSync:
                         batch = _Batch()
             self._progress(Progress(source.name, done, source.total, item.doc_id))
         await self._flush(source.name, batch)
+        self._progress(Progress(source.name, done, done))  # complete, even for an empty source
         vanished = sorted(set(indexed) - seen)
         if vanished:
             await self._index.delete_documents(source.name, vanished)

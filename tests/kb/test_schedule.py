@@ -110,7 +110,8 @@ def test_two_workers_on_one_postgres_database_sync_once_per_fire_time(
     fire_times = [row[0] for row in runs]
     assert len(fire_times) >= 2, runs
     assert len(set(fire_times)) == len(fire_times)  # never two runs for one fire time
-    assert all(row[1] in {"ok", "running"} for row in runs)
+    # A worker stopping mid-sync leaves its run interrupted (the next one resumes it).
+    assert all(row[1] in {"ok", "running", "interrupted"} for row in runs)
     assert all(t.second % 2 == 0 and t.microsecond == 0 for t in fire_times)
 
 
