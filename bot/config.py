@@ -306,10 +306,21 @@ class Settings(BaseSettings):
     kb_dir: Path | None = Field(default=None, validation_alias=_env("BOTHUB_KB_DIR"))
     kb_sync_cron: str = Field(default="0 2 * * *", validation_alias=_env("BOTHUB_KB_SYNC_CRON"))
     admin_token: SecretStr | None = Field(default=None, validation_alias=_env("BOTHUB_ADMIN_TOKEN"))
+    slack_bot_token: SecretStr | None = Field(default=None,
+                                              validation_alias=_env("SLACK_BOT_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(default=None,
+                                                   validation_alias=_env("SLACK_SIGNING_SECRET"))
+    slack_app_token: SecretStr | None = Field(default=None,
+                                              validation_alias=_env("SLACK_APP_TOKEN"))
+    slack_api_url: str = Field(default="https://slack.com/api/",
+                               validation_alias=_env("SLACK_API_URL"))
+    slack_escalation_channel: str | None = Field(
+        default=None, validation_alias=_env("SLACK_ESCALATION_CHANNEL"))
     log_level: str = Field(default="INFO", validation_alias=_env("BOTHUB_LOG_LEVEL"))
     log_format: str = Field(default="console", validation_alias=_env("BOTHUB_LOG_FORMAT"))
 
-    @field_validator("openai_api_key", mode="before")
+    @field_validator("openai_api_key", "slack_bot_token", "slack_signing_secret",
+                     "slack_app_token", mode="before")
     @classmethod
     def _blank_key_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -336,6 +347,17 @@ class Settings(BaseSettings):
         return self.lancedb_uri or str((self.data_dir / "lancedb").resolve())
 
     @property
+    def slack_configured(self) -> bool:
+        return self.slack_bot_token is not None
+
+    @model_validator(mode="after")
+    def _slack_needs_its_secret(self) -> Settings:
+        if self.slack_bot_token is not None and self.slack_signing_secret is None:
+            raise ValueError("SLACK_SIGNING_SECRET is required with SLACK_BOT_TOKEN: every "
+                             "request from Slack is verified with it")
+        return self
+
+    @property
     def model_configured(self) -> bool:
         return self.openai_api_key is not None
 
@@ -347,10 +369,14 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         lines = ["the environment has problem(s):"]
         for error in exc.errors():
-            name = str(error["loc"][0]) if error["loc"] else "?"
+            message = error["msg"].removeprefix("Value error, ")
+            if not error["loc"]:  # a rule across variables: its message names them
+                lines.append(f"  {message}")
+                continue
+            name = str(error["loc"][0])
             alias = Settings.model_fields.get(name)
             variable = name
             if alias is not None and isinstance(alias.validation_alias, AliasChoices):
                 variable = str(alias.validation_alias.choices[0])
-            lines.append(f"  {variable}: {error['msg'].removeprefix('Value error, ')}")
+            lines.append(f"  {variable}: {message}")
         raise ConfigError("\n".join(lines)) from None

@@ -76,6 +76,16 @@ class Engine:
         """Raises `StorageUnavailable` when the database cannot say."""
         return await self._store.find(key) is not None
 
+    async def record_feedback(self, ref: str, user_id: str, *, helpful: bool) -> bool:
+        """A thumbs up or down from a button carrying `Reply.ref`; False for a ref that names no
+        answer (forged, or from before a restore). Raises `StorageUnavailable`."""
+        if not ref.isdigit() or len(ref) > 18:
+            return False
+        answer = await self._store.record_feedback(int(ref), user_id, 1 if helpful else -1)
+        if answer is not None:
+            metrics.FEEDBACK.labels("up" if helpful else "down").inc()
+        return answer is not None
+
     async def handle(self, message: Message, channel: ReplyChannel) -> Result:
         bound = log.bind(platform=message.platform, conversation=str(message.key),
                          message_id=message.id)
@@ -149,7 +159,8 @@ class Engine:
             for number, hit in enumerate(shown, start=1):
                 parts.append(f"**[{number}] {label(hit)}**\n{quote(hit.chunk.text)}")
             reply = Reply("\n\n".join(parts), ReplyMode.RETRIEVAL_ONLY,
-                          tuple(citation(n, hit) for n, hit in enumerate(shown, start=1)))
+                          tuple(citation(n, hit) for n, hit in enumerate(shown, start=1)),
+                          ref=str(user_turn))
             outcome, mode = Outcome.RETRIEVAL_ONLY, "retrieval_only"
         else:
             searched = retrieval is not None
@@ -185,7 +196,7 @@ class Engine:
         prompt = build_messages(self._system_prompt(policy, message), history, prepared.text,
                                 prepared.image_urls, passages)
         record, reply = await self._stream_answer(prompt, policy, stream, prepared.notes,
-                                                  passages or ())
+                                                  passages or (), ref=str(user_turn))
         record.latency_ms = int((time.monotonic() - started) * 1000)
         await self._record(conversation, user_turn, record, log)
         try:  # after the answer is delivered: the user never waits for a summary
@@ -198,7 +209,8 @@ class Engine:
 
     async def _stream_answer(self, prompt: list[dict[str, object]], policy: ChannelPolicy,
                              stream: ReplyStream, notes: list[str],
-                             passages: Sequence[Hit]) -> tuple[AnswerRecord, Reply]:
+                             passages: Sequence[Hit], *,
+                             ref: str) -> tuple[AnswerRecord, Reply]:
         assert self._model is not None
         pieces: list[str] = []
         record = AnswerRecord(text="", mode=ReplyMode.MODEL.value, model=self._model.model)
@@ -220,13 +232,13 @@ class Engine:
             partial = "".join(pieces).strip()
             text = f"{partial}\n\n{replies.CUT_OFF}" if partial else replies.model_failed(exc.kind)
             reply = Reply(text, ReplyMode.MODEL if partial else ReplyMode.NOTICE,
-                          cited(partial, passages))
+                          cited(partial, passages), ref=ref if partial else "")
             record.text = partial
             await stream.finish(reply)
             return record, reply
         record.text = "".join(pieces).strip()
         shown = "\n\n".join([record.text, *notes]) if notes else record.text
-        reply = Reply(shown, ReplyMode.MODEL, cited(record.text, passages))
+        reply = Reply(shown, ReplyMode.MODEL, cited(record.text, passages), ref=ref)
         await stream.finish(reply)
         return record, reply
 

@@ -18,3 +18,4 @@ TOKENS = Counter("bothub_llm_tokens_total", "Tokens used, by model and direction
 COST = Counter("bothub_llm_cost_usd_total", "Model cost in US dollars", ["model"])
 HTTP_REQUESTS = Counter("bothub_http_requests_total", "HTTP requests, by route and status",
                         ["route", "status"])
+FEEDBACK = Counter("bothub_feedback_total", "Feedback on answers", ["value"])

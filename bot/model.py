@@ -128,3 +128,6 @@ class Reply:
     text: str
     mode: ReplyMode = ReplyMode.MODEL
     citations: tuple[Citation, ...] = ()
+    # Opaque to adapters: what a feedback button sends back (`Engine.record_feedback`);
+    # empty for replies that take no feedback (notices).
+    ref: str = ""

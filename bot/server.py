@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request, Response
@@ -34,17 +35,41 @@ async def _knowledge_health(hub: Hub) -> dict[str, object]:
                 "trigger": last.trigger}}
 
 
-def create_app(hub: Hub, *, services: bool = True) -> FastAPI:
+def platform_adapters(hub: Hub, *, slack_update_interval: float = 1.0) -> list[Any]:
+    """The adapters the settings ask for; each brings its own routes."""
+    settings = hub.settings
+    adapters: list[Any] = []
+    if settings.slack_bot_token is not None and settings.slack_signing_secret is not None:
+        from adapters.slack import SlackAdapter
+
+        adapters.append(SlackAdapter(
+            hub.engine, bot_token=settings.slack_bot_token.get_secret_value(),
+            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            api_url=settings.slack_api_url, update_interval=slack_update_interval))
+    return adapters
+
+
+def create_app(hub: Hub, *, services: bool = True,
+               adapters: list[Any] | None = None) -> FastAPI:
     """`services=False` leaves out the scheduler and the first sync (tests that do not need
     them); the app always closes the hub when it stops."""
+    adapters = platform_adapters(hub) if adapters is None else adapters
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if services:
             await hub.start_services()
+        for adapter in adapters:
+            try:
+                await adapter.start()
+            except Exception:  # a platform that is down must not keep the others from serving
+                log.exception("adapter.start_failed", adapter=adapter.name)
         log.info("bothub.ready", model=hub.engine.model_name or "none (no OPENAI_API_KEY)",
+                 adapters=[adapter.name for adapter in adapters] or ["web"],
                  database=hub.database.url.render_as_string(hide_password=True))
         yield
+        for adapter in adapters:
+            await adapter.stop()
         await hub.close()
 
     app = FastAPI(title="bothub", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -94,4 +119,6 @@ def create_app(hub: Hub, *, services: bool = True) -> FastAPI:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(web_chat_router(hub.engine))
+    for adapter in adapters:
+        app.include_router(adapter.router())
     return app

@@ -7,7 +7,8 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,11 @@ def question(text: str, *, thread: str = "t1", message_id: str | None = None,
 class LiveServer:
     url: str
     hub: Hub
+    loop: asyncio.AbstractEventLoop
+
+    def run(self, coroutine: Any) -> Any:
+        """Await `coroutine` on the server's own loop (where its database engine lives)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
 
 
 def _free_socket() -> socket.socket:
@@ -110,19 +116,21 @@ def _free_socket() -> socket.socket:
     return sock
 
 
-@pytest.fixture
-def live_server(tmp_path: Path, fake_openai: FakeOpenAI) -> Iterator[LiveServer]:
-    """The real HTTP app on a real socket, in a thread with its own event loop."""
+@contextmanager
+def running_server(settings: Settings,
+                   make_app: Callable[[Hub], Any] | None = None) -> Iterator[LiveServer]:
+    """The real HTTP app on a real socket, in a thread with its own event loop; `make_app`
+    builds it from the hub (default: the web chat only, no background services)."""
     sock = _free_socket()
     port = sock.getsockname()[1]
     ready = threading.Event()
     state: dict[str, Any] = {}
+    build = make_app or (lambda hub: create_app(hub, services=False, adapters=[]))
 
     async def main() -> None:
-        hub = await Hub.create(make_settings(tmp_path, fake_openai))
-        server = uvicorn.Server(uvicorn.Config(create_app(hub, services=False),
-                                               log_config=None, lifespan="on"))
-        state.update(hub=hub, server=server)
+        hub = await Hub.create(settings)
+        server = uvicorn.Server(uvicorn.Config(build(hub), log_config=None, lifespan="on"))
+        state.update(hub=hub, server=server, loop=asyncio.get_running_loop())
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not serving.done():  # noqa: ASYNC110 (no startup event)
             await asyncio.sleep(0.01)
@@ -134,8 +142,14 @@ def live_server(tmp_path: Path, fake_openai: FakeOpenAI) -> Iterator[LiveServer]
     if not ready.wait(20) or "server" not in state:
         pytest.fail("the bothub test server did not start")
     try:
-        yield LiveServer(url=f"http://127.0.0.1:{port}", hub=state["hub"])
+        yield LiveServer(url=f"http://127.0.0.1:{port}", hub=state["hub"], loop=state["loop"])
     finally:
         state["server"].should_exit = True
-        thread.join(10)
+        thread.join(15)
         sock.close()
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, fake_openai: FakeOpenAI) -> Iterator[LiveServer]:
+    with running_server(make_settings(tmp_path, fake_openai)) as server:
+        yield server

@@ -352,3 +352,17 @@ async def test_a_platform_failure_mid_answer_is_logged_not_raised(
     assert conversation is not None
     rows = await hub.store.messages(conversation.id)
     assert rows[0].text == "Will this survive?"
+
+
+async def test_answers_carry_a_ref_that_feedback_can_use(hub: Hub,
+                                                         fake_openai: FakeOpenAI) -> None:
+    channel = RecordingChannel()
+    result = await hub.engine.handle(question("Thanks for the help"), channel)
+    final = channel.streams[0].final
+    assert final is not None and final.ref
+    assert await hub.engine.record_feedback(final.ref, "u1", helpful=False)
+    assert not await hub.engine.record_feedback("999999", "u1", helpful=True)
+    for forged in ("", "1; DROP TABLE messages", "x" * 40, "-1"):
+        assert not await hub.engine.record_feedback(forged, "u1", helpful=True)
+    rows = await hub.store.messages(result.conversation_id or 0)
+    assert await hub.store.feedback(rows[1].id) == [("u1", -1)]

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.model import ConversationKey
 from bot.store.repository import Repository
-from bot.store.tables import Conversation, StoredMessage
+from bot.store.tables import Conversation, Feedback, StoredMessage, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +137,30 @@ class ConversationStore(Repository):
                 select(StoredMessage).where(StoredMessage.conversation_id == conversation_id)
                 .order_by(StoredMessage.id))
             return list(result.scalars())
+
+    async def record_feedback(self, user_turn: int, user_id: str, value: int) -> int | None:
+        """Store a vote on the answer to `user_turn`; None when there is no such answer."""
+        async with self._session() as session:
+            answer = (await session.execute(
+                select(StoredMessage.id).where(StoredMessage.reply_to_id == user_turn,
+                                               StoredMessage.role == "assistant")
+                .order_by(StoredMessage.id.desc()).limit(1))).scalar_one_or_none()
+            if answer is None:
+                return None
+            statement = self._insert(Feedback).values(message_id=answer, user_id=user_id,
+                                                      value=value, created_at=utcnow())
+            await session.execute(statement.on_conflict_do_update(
+                index_elements=["message_id", "user_id"],
+                set_={"value": statement.excluded.value,
+                      "created_at": statement.excluded.created_at}))
+            return answer
+
+    async def feedback(self, message_id: int) -> list[tuple[str, int]]:
+        async with self._session() as session:
+            rows = await session.execute(select(Feedback.user_id, Feedback.value)
+                                         .where(Feedback.message_id == message_id)
+                                         .order_by(Feedback.id))
+            return [(row.user_id, row.value) for row in rows]
 
     async def ping(self) -> None:
         async with self._session() as session:

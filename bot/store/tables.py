@@ -99,6 +99,21 @@ class StoredMessage(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Feedback(Base):
+    """A thumbs up or down on an answer, one per user and answer (the last click counts)."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("message_id", "user_id", name="uq_feedback_vote"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"),
+                                            index=True)
+    user_id: Mapped[str] = mapped_column(String(128))
+    value: Mapped[int] = mapped_column(Integer)  # +1 or -1
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                 onupdate=utcnow)
+
+
 class KbDocument(Base):
     """What the index holds for one document, so a sync can tell what changed without reading
     the index. `embedding_model` changes force a re-embed instead of mixing vectors."""

@@ -109,3 +109,17 @@ async def test_unicode_and_large_text_round_trip(store: ConversationStore) -> No
                                  author_name="Zoë", text=text, attachments=[])
     [row] = await store.messages(conversation.id)
     assert row.text == text and row.author_name == "Zoë"
+
+
+async def test_feedback_is_one_vote_per_user_and_answer(store: ConversationStore) -> None:
+    conversation = await store.open(KEY)
+    user_turn = await store.add_user_message(conversation.id, external_id="q", author_id="U1",
+                                             author_name="Ada", text="hi", attachments=[])
+    assert user_turn is not None
+    assert await store.record_feedback(user_turn, "U1", -1) is None  # no answer yet
+    answer = await store.add_answer(conversation.id, user_turn, AnswerRecord(text="a",
+                                                                             mode="model"))
+    assert await store.record_feedback(user_turn, "U1", -1) == answer
+    assert await store.record_feedback(user_turn, "U1", 1) == answer  # changed their mind
+    assert await store.record_feedback(user_turn, "U2", -1) == answer
+    assert await store.feedback(answer) == [("U1", 1), ("U2", -1)]

@@ -1,0 +1,242 @@
+"""The Slack adapter: slack-bolt (async) on `POST /slack/events`.
+
+Bolt verifies each request's signature and timestamp (401 otherwise) and acknowledges within
+Slack's 3 seconds; the answer is worked out after the ack. A delivery Slack retries
+(`X-Slack-Retry-Num`), or the `message` twin of an `app_mention`, carries the same message ts,
+which the engine stores once: a restart does not forget it, so no question is answered twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections import OrderedDict
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import structlog
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack import inbound, render
+from adapters.slack.channel import SlackReplyChannel
+from adapters.slack.inbound import Workspace
+from bot.engine import Engine
+from bot.model import FetchBytes
+from bot.store.repository import StorageUnavailable
+
+log = structlog.get_logger(__name__)
+
+MAX_DOWNLOAD = 32 * 1024 * 1024  # the engine's own limits are lower; this guards memory
+SLACK_HOSTS = ("slack.com", "slack-edge.com")
+
+
+def well_formed(body: bytes, content_type: str) -> bool:
+    """What bolt can parse: JSON events, or a form whose `payload` is JSON (interactivity) or
+    a slash command's fields. Bolt raises on anything else, which must not become a 500."""
+    try:
+        text = body.decode("utf-8")
+        if content_type.startswith("application/x-www-form-urlencoded"):
+            fields = parse_qs(text, strict_parsing=bool(text))
+            if "payload" in fields:
+                return isinstance(json.loads(fields["payload"][0]), dict)
+            return "command" in fields
+        return isinstance(json.loads(text), dict)
+    except (UnicodeDecodeError, ValueError):
+        return False
+
+
+class SlackAdapter:
+    name = "slack"
+
+    def __init__(self, engine: Engine, *, bot_token: str, signing_secret: str,
+                 api_url: str = "https://slack.com/api/", update_interval: float = 1.0) -> None:
+        self._engine = engine
+        self._token = bot_token
+        self._update_interval = update_interval
+        self._file_hosts = {urlsplit(api_url).hostname or "slack.com"}
+        self.client = AsyncWebClient(token=bot_token, base_url=api_url)
+        self.client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
+        self.app = AsyncApp(client=self.client, signing_secret=signing_secret,
+                            process_before_response=False)
+        self._handler = AsyncSlackRequestHandler(self.app)
+        self._verifier = SignatureVerifier(signing_secret)
+        self._workspace: Workspace | None = None
+        self._names: OrderedDict[str, str] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._register()
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+
+        @router.post("/slack/events", include_in_schema=False)
+        async def events(request: Request) -> Response:
+            body = await request.body()
+            if not self._signed(body, dict(request.headers)):
+                return JSONResponse({"error": "invalid signature"}, status_code=401)
+            if not well_formed(body, request.headers.get("content-type", "")):
+                log.warning("slack.malformed_request", size=len(body))
+                return JSONResponse({"error": "malformed request body"}, status_code=400)
+            response: Response = await self._handler.handle(request)
+            return response
+
+        return router
+
+    def _signed(self, body: bytes, headers: dict[str, str]) -> bool:
+        try:  # slack_sdk decodes the body as UTF-8 to sign it: other bytes cannot be Slack's
+            return self._verifier.is_valid_request(body, headers)
+        except UnicodeDecodeError:
+            return False
+
+    async def start(self) -> None:
+        await self._identify()
+
+    async def stop(self) -> None:
+        """Let answers in progress finish: their questions were already acknowledged."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=30)
+
+    async def _identify(self) -> Workspace:
+        if self._workspace is None:
+            identity = await self.client.auth_test()
+            self._workspace = Workspace(team_id=str(identity["team_id"]),
+                                        bot_user_id=str(identity["user_id"]))
+        return self._workspace
+
+    def _register(self) -> None:
+        self.app.event("app_mention")(self._on_mention)
+        self.app.event("message")(self._on_message)
+        self.app.action(re.compile(f"^({render.FEEDBACK_UP}|{render.FEEDBACK_DOWN})$"))(
+            self._on_feedback)
+        # Anything else Slack sends (other event types this app may be subscribed to) is
+        # acknowledged and ignored, so that Slack does not retry it or disable the app.
+        self.app.event(re.compile(".*"))(self._ignore)
+
+    async def _ignore(self, body: dict[str, Any]) -> None:
+        log.debug("slack.ignored_event", type=(body.get("event") or {}).get("type"))
+
+    async def _on_mention(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        workspace = await self._identify()
+        if self._foreign(body, workspace) or not inbound.is_answerable(event, workspace):
+            return
+        await self._answer(event, workspace)
+
+    async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        workspace = await self._identify()
+        if self._foreign(body, workspace) or not inbound.is_answerable(event, workspace):
+            return
+        if event.get("channel_type") == "im":
+            await self._answer(event, workspace)
+            return
+        if inbound.mentions_bot(event, workspace):
+            return  # its app_mention event answers it
+        if event.get("thread_ts"):
+            # A follow-up without a mention, in a thread the bot already talks in.
+            key = inbound.conversation_key(event, workspace)
+            try:
+                known = await self._engine.conversation_exists(key)
+            except StorageUnavailable:
+                known = False
+            if known:
+                await self._answer(event, workspace)
+
+    def _foreign(self, body: dict[str, Any], workspace: Workspace) -> bool:
+        team = body.get("team_id")
+        if team and team != workspace.team_id:
+            log.warning("slack.foreign_workspace", team_id=team)
+            return True
+        return False
+
+    async def _answer(self, event: dict[str, Any], workspace: Workspace) -> None:
+        """Runs after bolt's ack; keeps a reference so a shutdown can wait for it."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)  # type: ignore[arg-type]
+        try:
+            message = inbound.to_message(
+                event, workspace, display_name=await self._user_name(str(event.get("user"))),
+                channel_name=await self._channel_name(event), fetcher=self._fetcher)
+            channel = SlackReplyChannel(self.client, str(event["channel"]), message.key.thread,
+                                        update_interval=self._update_interval)
+            await self._engine.handle(message, channel)
+        finally:
+            if task is not None:
+                self._tasks.discard(task)  # type: ignore[arg-type]
+
+    async def _on_feedback(self, ack: Any, body: dict[str, Any],
+                           action: dict[str, Any]) -> None:
+        await ack()
+        user = str((body.get("user") or {}).get("id") or "")
+        helpful = action.get("action_id") == render.FEEDBACK_UP
+        try:
+            recorded = await self._engine.record_feedback(str(action.get("value") or ""), user,
+                                                          helpful=helpful)
+        except StorageUnavailable as exc:
+            log.error("slack.feedback_not_saved", reason=exc.reason)
+            return
+        log.info("slack.feedback", user=user, helpful=helpful, recorded=recorded)
+
+    async def _user_name(self, user_id: str) -> str:
+        return await self._cached(f"u:{user_id}", self._lookup_user, user_id)
+
+    async def _channel_name(self, event: dict[str, Any]) -> str:
+        if event.get("channel_type") == "im":
+            return ""
+        return await self._cached(f"c:{event['channel']}", self._lookup_channel,
+                                  str(event["channel"]))
+
+    async def _cached(self, key: str, lookup: Any, value: str) -> str:
+        if key in self._names:
+            self._names.move_to_end(key)
+            return self._names[key]
+        try:
+            name = await lookup(value)
+        except SlackApiError as exc:
+            log.info("slack.lookup_failed", key=key, error=exc.response.get("error"))
+            name = ""
+        self._names[key] = name
+        if len(self._names) > 5000:
+            self._names.popitem(last=False)
+        return name
+
+    async def _lookup_user(self, user_id: str) -> str:
+        user = (await self.client.users_info(user=user_id))["user"]
+        profile = user.get("profile") or {}
+        return str(profile.get("display_name") or user.get("real_name") or user.get("name")
+                   or "")
+
+    async def _lookup_channel(self, channel_id: str) -> str:
+        return str((await self.client.conversations_info(channel=channel_id))["channel"]
+                   .get("name") or "")
+
+    def _fetcher(self, url: str) -> FetchBytes:
+        async def fetch() -> bytes:
+            return await self._download(url)
+
+        return fetch
+
+    async def _download(self, url: str) -> bytes:
+        """The bot token goes only to Slack's own hosts (or the configured API's host)."""
+        host = urlsplit(url).hostname or ""
+        if not (host in self._file_hosts
+                or any(host == h or host.endswith("." + h) for h in SLACK_HOSTS)):
+            raise PermissionError(f"not downloading a Slack file from {host!r}")
+        async with httpx.AsyncClient(timeout=30, follow_redirects=False) as http, \
+                http.stream("GET", url,
+                            headers={"Authorization": f"Bearer {self._token}"}) as response:
+            if response.status_code != 200:  # Slack redirects a bad token to a login page
+                raise PermissionError(f"Slack answered {response.status_code} for a file")
+            data = bytearray()
+            async for chunk in response.aiter_bytes():
+                data += chunk
+                if len(data) > MAX_DOWNLOAD:
+                    raise ValueError("file larger than the download limit")
+            return bytes(data)

@@ -1,0 +1,308 @@
+"""Slack end to end: signed Events API requests in, Web API calls out, real slack-bolt between."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.model import ConversationKey
+from bot.server import create_app, platform_adapters
+from tests.conftest import LiveServer, make_settings, running_server
+from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
+from tests.fakes.slack_server import FakeSlack
+
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c63f8cfc0f01f0005000201c2d2b6a80000000049454e44ae426082")
+
+
+@pytest.fixture(scope="session")
+def _slack_server() -> Iterator[FakeSlack]:
+    with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_slack(_slack_server: FakeSlack) -> Iterator[FakeSlack]:
+    _slack_server.reset()
+    yield _slack_server
+    _slack_server.reset()
+
+
+def slack_settings(tmp_path: Path, fake_openai: FakeOpenAI, fake_slack: FakeSlack) -> Any:
+    return make_settings(tmp_path, fake_openai, slack_bot_token=fake_slack.bot_token,
+                         slack_signing_secret=fake_slack.signing_secret,
+                         slack_api_url=fake_slack.api_url)
+
+
+def slack_app(hub: Any) -> Any:
+    return create_app(hub, services=False,
+                      adapters=platform_adapters(hub, slack_update_interval=0.05))
+
+
+@pytest.fixture
+def server(tmp_path: Path, fake_openai: FakeOpenAI,
+           fake_slack: FakeSlack) -> Iterator[LiveServer]:
+    with running_server(slack_settings(tmp_path, fake_openai, fake_slack), slack_app) as live:
+        yield live
+
+
+def send(server: LiveServer, fake: FakeSlack, payload: dict[str, Any],
+         **header_options: Any) -> httpx.Response:
+    body, headers = fake.signed_request(payload, **header_options)
+    return httpx.post(f"{server.url}/slack/events", content=body, headers=headers, timeout=10)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting")
+
+
+def answers(fake: FakeSlack, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+    """The bot's finished answers in a thread: messages that carry the feedback buttons."""
+    return [m for m in fake.messages(channel, thread_ts)
+            if any(b.get("type") == "actions" for b in m.get("blocks") or [])]
+
+
+def test_a_mention_is_answered_in_its_thread_streaming_then_final(
+        server: LiveServer, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    fake_openai.queue(ScriptedReply(text="Open **Settings** and then *Security*, step by step.",
+                                    chunk_delay=0.03))
+    event = fake_slack.message_event("how do I reset my password?", mention=True)
+    started = time.monotonic()
+    response = send(server, fake_slack, fake_slack.event_envelope(event))
+    assert response.status_code == 200 and time.monotonic() - started < 3
+
+    [answer] = wait_for(lambda: answers(fake_slack, "C0GENERAL", event["ts"]))
+    assert answer["thread_ts"] == event["ts"]
+    assert answer["text"] == "Open *Settings* and then _Security_, step by step."
+    posts = fake_slack.calls_to("chat.postMessage")
+    assert len(posts) == 1 and posts[0].args["thread_ts"] == event["ts"]
+    assert posts[0].args["text"] == "_Looking into it…_"
+    updates = fake_slack.calls_to("chat.update")
+    assert len(updates) >= 2  # it grew in place before the final version
+    assert any(u.args["text"] != answer["text"] for u in updates[:-1])
+    prompt = fake_openai.chat_requests()[-1]["messages"]
+    assert prompt[-1] == {"role": "user", "content": "how do I reset my password?"}
+    assert "answering alice on slack, in #general" in prompt[0]["content"]
+
+
+@pytest.mark.parametrize("tamper", ["signature", "stale", "missing"])
+def test_unsigned_or_stale_requests_get_401_and_no_work(
+        server: LiveServer, fake_slack: FakeSlack, fake_openai: FakeOpenAI, tamper: str) -> None:
+    payload = fake_slack.event_envelope(fake_slack.message_event("hello", mention=True))
+    body, headers = fake_slack.signed_request(payload)
+    if tamper == "signature":
+        headers = fake_slack.signed_headers(body, secret="not-the-secret")
+    elif tamper == "stale":
+        headers = fake_slack.signed_headers(body, timestamp=int(time.time()) - 600)
+    else:
+        headers = {"Content-Type": "application/json"}
+    response = httpx.post(f"{server.url}/slack/events", content=body, headers=headers)
+    assert response.status_code == 401
+    time.sleep(0.3)
+    assert fake_slack.calls_to("chat.postMessage") == [] and fake_openai.chat_requests() == []
+
+
+def test_retries_and_redeliveries_are_answered_once_even_across_a_restart(
+        tmp_path: Path, fake_openai: FakeOpenAI, fake_slack: FakeSlack) -> None:
+    settings = slack_settings(tmp_path, fake_openai, fake_slack)
+    event = fake_slack.message_event("is there an API rate limit?", mention=True)
+    envelope = fake_slack.event_envelope(event)
+    with running_server(settings, slack_app) as live:
+        assert send(live, fake_slack, envelope).status_code == 200
+        assert send(live, fake_slack, envelope, retry_num=1).status_code == 200
+        # Slack also delivers the `message` twin of the mention, with its own event id.
+        twin = {**event, "type": "message", "channel_type": "channel"}
+        assert send(live, fake_slack, fake_slack.event_envelope(twin)).status_code == 200
+        wait_for(lambda: answers(fake_slack, "C0GENERAL", event["ts"]))
+        time.sleep(0.3)
+    with running_server(settings, slack_app) as restarted:
+        assert send(restarted, fake_slack, envelope, retry_num=2).status_code == 200
+        time.sleep(0.5)
+    assert len(answers(fake_slack, "C0GENERAL", event["ts"])) == 1
+    assert len(fake_openai.chat_requests()) == 1
+
+
+def test_dms_and_follow_ups_in_a_known_thread_are_answered_without_a_mention(
+        server: LiveServer, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    dm = fake_slack.message_event("hi there", channel="D0ALICE", channel_type="im")
+    send(server, fake_slack, fake_slack.event_envelope(dm))
+    wait_for(lambda: answers(fake_slack, "D0ALICE", dm["ts"]))
+
+    first = fake_slack.message_event("what plans exist?", mention=True)
+    send(server, fake_slack, fake_slack.event_envelope(first))
+    wait_for(lambda: answers(fake_slack, "C0GENERAL", first["ts"]))
+    follow_up = fake_slack.message_event("and which is cheapest?", thread_ts=first["ts"])
+    send(server, fake_slack, fake_slack.event_envelope(follow_up))
+    wait_for(lambda: len(answers(fake_slack, "C0GENERAL", first["ts"])) == 2)
+    contents = [m["content"] for m in fake_openai.chat_requests()[-1]["messages"]]
+    assert "what plans exist?" in contents  # the thread's memory
+
+    stranger = fake_slack.message_event("unrelated chatter", thread_ts="1690000000.000001")
+    plain = fake_slack.message_event("just talking in the channel")
+    for event in (stranger, plain):
+        assert send(server, fake_slack, fake_slack.event_envelope(event)).status_code == 200
+    time.sleep(0.4)
+    assert len(fake_openai.chat_requests()) == 3
+
+
+@pytest.mark.parametrize("kind", ["own", "other_bot", "edit", "delete"])
+def test_bots_edits_and_deletions_are_ignored(server: LiveServer, fake_slack: FakeSlack,
+                                              fake_openai: FakeOpenAI, kind: str) -> None:
+    if kind == "own":
+        event = fake_slack.message_event("I am the bot", user="U0BOT", bot_id=fake_slack.bot_id,
+                                         channel="D0ALICE", channel_type="im")
+    elif kind == "other_bot":
+        event = fake_slack.message_event("beep", bot_id="B0OTHER", channel="D0ALICE",
+                                         channel_type="im")
+    else:
+        event = fake_slack.message_event("x", channel="D0ALICE", channel_type="im",
+                                         subtype="message_changed" if kind == "edit"
+                                         else "message_deleted")
+    assert send(server, fake_slack, fake_slack.event_envelope(event)).status_code == 200
+    time.sleep(0.3)
+    assert fake_openai.chat_requests() == [] and fake_slack.calls_to("chat.postMessage") == []
+
+
+def test_an_image_is_downloaded_with_the_bot_token_and_sent_to_the_model(
+        server: LiveServer, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    image = fake_slack.add_file("F0IMG", "error.png", "image/png", PNG)
+    doc = fake_slack.add_file("F0ZIP", "logs.zip", "application/zip", b"PK\x03\x04")
+    event = fake_slack.message_event("what does this error mean?", mention=True,
+                                     files=[image, doc])
+    send(server, fake_slack, fake_slack.event_envelope(event))
+    [answer] = wait_for(lambda: answers(fake_slack, "C0GENERAL", event["ts"]))
+
+    [(path, auth)] = fake_slack.downloads
+    assert "F0IMG" in path and auth == f"Bearer {fake_slack.bot_token}"
+    content = fake_openai.chat_requests()[-1]["messages"][-1]["content"]
+    assert content[1]["image_url"]["url"].startswith("data:image/png;base64,")
+    assert "text" in answer
+
+
+def test_a_30_mb_image_is_declined_politely_without_downloading(
+        server: LiveServer, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    image = fake_slack.add_file("F0BIG", "huge.png", "image/png", PNG)
+    image["size"] = 30 * 1024 * 1024
+    event = fake_slack.message_event("look", mention=True, files=[image])
+    send(server, fake_slack, fake_slack.event_envelope(event))
+    [answer] = wait_for(lambda: answers(fake_slack, "C0GENERAL", event["ts"]))
+    assert "huge.png" in answer["text"] and fake_slack.downloads == []
+
+
+def test_file_urls_off_slack_never_get_the_token(server: LiveServer, fake_slack: FakeSlack,
+                                                 fake_openai: FakeOpenAI) -> None:
+    evil = {"id": "F0EVIL", "name": "x.png", "mimetype": "image/png", "size": 10,
+            "url_private_download": "http://attacker.invalid/steal.png"}
+    event = fake_slack.message_event("see", mention=True, files=[evil])
+    send(server, fake_slack, fake_slack.event_envelope(event))
+    [answer] = wait_for(lambda: answers(fake_slack, "C0GENERAL", event["ts"]))
+    assert "x.png" in answer["text"]  # declined, and said so
+
+
+def test_feedback_buttons_are_stored_against_the_answer(
+        server: LiveServer, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    event = fake_slack.message_event("help", mention=True)
+    send(server, fake_slack, fake_slack.event_envelope(event))
+    [answer] = wait_for(lambda: answers(fake_slack, "C0GENERAL", event["ts"]))
+    buttons = next(b for b in answer["blocks"] if b["type"] == "actions")["elements"]
+    down = next(b for b in buttons if b["action_id"] == "bothub_feedback_down")
+    action = fake_slack.block_action("bothub_feedback_down", down["value"],
+                                     message_ts=answer["ts"], thread_ts=event["ts"])
+    assert send(server, fake_slack, action).status_code == 200
+
+    async def votes() -> list[tuple[str, int]]:
+        conversation = await server.hub.store.find(
+            ConversationKey("slack", fake_slack.team_id, "C0GENERAL", event["ts"]))
+        assert conversation is not None
+        rows = await server.hub.store.messages(conversation.id)
+        return await server.hub.store.feedback(rows[1].id)
+
+    wait_for(lambda: server.run(votes()) == [("U0ALICE", -1)])
+    forged = fake_slack.block_action("bothub_feedback_up", "99999", message_ts=answer["ts"])
+    assert send(server, fake_slack, forged).status_code == 200
+
+
+def test_events_from_another_workspace_and_unknown_types_are_acknowledged_and_ignored(
+        server: LiveServer, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    foreign = fake_slack.event_envelope(fake_slack.message_event("hi", mention=True),
+                                        team_id="T0OTHER")
+    unknown = fake_slack.event_envelope({"type": "reaction_added", "user": "U0ALICE",
+                                         "reaction": "tada", "event_ts": "1.2"})
+    for payload in (foreign, unknown):
+        assert send(server, fake_slack, payload).status_code == 200
+    challenge = send(server, fake_slack, fake_slack.url_verification("abc123"))
+    assert challenge.status_code == 200 and "abc123" in challenge.text
+    time.sleep(0.3)
+    assert fake_openai.chat_requests() == []
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    (b"{not json", 400), (b"", 400), (b"[1, 2]", 400), (b"payload=%7Bbroken", 400),
+    (b"\xff\xfe", 401),  # not UTF-8: Slack never sends it, so it cannot be signed by Slack
+])
+def test_malformed_bodies_get_a_clear_error_never_a_crash(
+        server: LiveServer, fake_slack: FakeSlack, body: bytes, status: int) -> None:
+    timestamp = str(int(time.time()))
+    digest = hmac.new(fake_slack.signing_secret.encode(), b"v0:" + timestamp.encode() + b":"
+                      + body, hashlib.sha256).hexdigest()
+    content_type = ("application/x-www-form-urlencoded" if body.startswith(b"payload=")
+                    else "application/json")
+    response = httpx.post(f"{server.url}/slack/events", content=body, headers={
+        "Content-Type": content_type, "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": f"v0={digest}"})
+    assert response.status_code == status
+
+
+def test_a_message_deleted_mid_stream_gets_its_answer_posted_anew(
+        server: LiveServer, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    fake_openai.queue(ScriptedReply(text="A long and careful answer " * 5, chunk_delay=0.02))
+    fake_slack.fail("chat.update", "message_not_found", times=50)
+    event = fake_slack.message_event("explain", mention=True)
+    send(server, fake_slack, fake_slack.event_envelope(event))
+    [answer] = wait_for(lambda: answers(fake_slack, "C0GENERAL", event["ts"]))
+    assert answer["text"].startswith("A long and careful answer")
+    assert len(fake_slack.calls_to("chat.update")) == 1  # gave up editing after the first
+
+
+def test_a_rate_limited_update_is_retried_after_retry_after(
+        server: LiveServer, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    fake_slack.rate_limit("chat.update", times=1, retry_after=0)
+    event = fake_slack.message_event("quick one", mention=True)
+    send(server, fake_slack, fake_slack.event_envelope(event))
+    [answer] = wait_for(lambda: answers(fake_slack, "C0GENERAL", event["ts"]))
+    assert answer["text"] == "You said: quick one"
+    assert len(answers(fake_slack, "C0GENERAL", event["ts"])) == 1
+
+
+def test_fifty_concurrent_threads_are_each_answered_in_their_own_thread(
+        server: LiveServer, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    events = [fake_slack.message_event(f"question number {n}", mention=True,
+                                       channel=f"C0CHAN{n % 5}") for n in range(50)]
+    with ThreadPoolExecutor(10) as pool:
+        statuses = list(pool.map(
+            lambda e: send(server, fake_slack, fake_slack.event_envelope(e)).status_code,
+            events))
+    assert statuses == [200] * 50
+    for event in events:
+        [answer] = wait_for(lambda e=event: answers(fake_slack, e["channel"], e["ts"]),
+                            timeout=30)
+        number = event["text"].rsplit(" ", 1)[1]
+        assert answer["text"] == f"You said: question number {number}"
+        assert answer["thread_ts"] == event["ts"]
+    assert len(fake_openai.chat_requests()) == 50
+    assert json.dumps(fake_slack.calls_to("chat.postMessage")[0].args)  # recorded as sent

@@ -1,0 +1,1287 @@
+"""A fake Slack Web API, plus builders for signed Events API and interactivity requests.
+
+The real `slack_sdk` `AsyncWebClient(token=..., base_url=fake.api_url)` and `slack_bolt` talk to
+it over a loopback socket, so the bot's real HTTP path (encoding, auth header, retry handlers,
+error mapping) is exercised instead of a mocked SDK. Like the fake OpenAI server it runs in its
+own thread with its own event loop, so sync tests, async tests and subprocesses can share it.
+
+Wire details this mirrors (slack_sdk 3.48):
+
+* Every method is requested at `{base_url}{method}`. Methods taking blocks/attachments
+  (`chat.postMessage`, `chat.update`, `chat.*Stream`, `assistant.threads.setStatus`) send a JSON
+  body; `auth.test`, `chat.delete` and `reactions.*` POST with their arguments in the *query
+  string* and an empty body; `users.info` and `conversations.*` are GETs with a query string;
+  `api_call(data=...)` and `oauth.v2.access` send `application/x-www-form-urlencoded`, where
+  `blocks`/`attachments` are JSON strings (decoded here). The token travels as
+  `Authorization: Bearer ...` (a `token` argument is accepted too); `oauth.v2.access` uses HTTP
+  Basic auth with client_id:client_secret.
+* Answers are HTTP 200 `{"ok": true, ...}` / `{"ok": false, "error": ...}`; rate limits are HTTP
+  429 with `Retry-After` (seconds) and `{"ok": false, "error": "ratelimited"}`.
+
+Typical use::
+
+    with FakeSlack() as fake:
+        client = AsyncWebClient(token=fake.bot_token, base_url=fake.api_url)
+        event = fake.message_event("hi", mention=True)
+        body, headers = fake.signed_request(fake.event_envelope(event))
+        ...  # POST body/headers to the bot's /slack/events endpoint
+        assert fake.messages("C0GENERAL", thread_ts=event["ts"])[-1]["text"] == "Hello!"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import contextlib
+import copy
+import itertools
+import json
+import mimetypes
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+from slack_sdk.signature import SignatureVerifier
+
+__all__ = [
+    "DEFAULT_BOT_TOKEN",
+    "DEFAULT_SIGNING_SECRET",
+    "FakeSlack",
+    "SlackCall",
+    "form_body",
+]
+
+DEFAULT_BOT_TOKEN = "xoxb-test-token"
+DEFAULT_SIGNING_SECRET = "test-signing-secret"
+DEFAULT_TEAM_ID = "T0TEST"
+DEFAULT_TEAM_NAME = "Test Workspace"
+DEFAULT_BOT_USER_ID = "U0BOT"
+DEFAULT_BOT_ID = "B0BOT"
+DEFAULT_APP_ID = "A0TEST"
+DEFAULT_BOT_NAME = "bothub"
+DEFAULT_VERIFICATION_TOKEN = "fake-verification-token"
+DEFAULT_SCOPES = (
+    "app_mentions:read",
+    "channels:history",
+    "chat:write",
+    "files:read",
+    "groups:history",
+    "im:history",
+    "reactions:write",
+    "users:read",
+)
+SLACKBOT_USER_AGENT = "Slackbot 1.0 (+https://api.slack.com/robots)"
+
+_STARTUP_TIMEOUT = 10.0
+_SHUTDOWN_GRACE = 0.25
+# Timestamps look like Slack's ("1700000000.000100") and increase by 100 µs per message.
+_TS_START_MICROS = 1_700_000_000_000_100
+_TS_STEP_MICROS = 100
+# Arguments Slack accepts as JSON strings in form-encoded or query-string requests.
+_JSON_STRING_ARGS = frozenset(
+    {"blocks", "attachments", "metadata", "chunks", "user_auth_blocks", "loading_messages"}
+)
+_INTERACTIVE_TYPES = frozenset(
+    {
+        "block_actions",
+        "block_suggestion",
+        "interactive_message",
+        "message_action",
+        "shortcut",
+        "view_closed",
+        "view_submission",
+    }
+)
+_FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+_LOGIN_PAGE = (
+    "<!DOCTYPE html><html><head><title>Slack</title></head>"
+    "<body><h1>Sign in to Test Workspace</h1></body></html>"
+)
+
+
+@dataclass
+class SlackCall:
+    """One Web API request as the fake saw it."""
+
+    method: str  # e.g. "chat.postMessage"
+    token: str | None  # from the Authorization header (or a `token` argument)
+    args: dict[str, Any]  # query string + form/JSON body; JSON strings (blocks, ...) decoded
+    at: float  # time.monotonic() when it arrived
+    http_method: str = "POST"
+    content_type: str = ""  # "application/json", "application/x-www-form-urlencoded" or ""
+
+
+class _SlackError(Exception):
+    """Raised by a method handler to answer {"ok": false, "error": error}."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def form_body(payload: dict[str, Any]) -> bytes:
+    """An interactivity request body exactly as Slack sends it: `payload=<url-encoded JSON>`."""
+    return urlencode({"payload": json.dumps(payload, separators=(",", ":"))}).encode("ascii")
+
+
+def _event_context(event_type: str, team_id: str, app_id: str, channel: str | None) -> str:
+    data = {"et": event_type, "tid": team_id, "aid": app_id, "cid": channel}
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return "4-" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _str_arg(args: dict[str, Any], name: str) -> str | None:
+    value = args.get(name)
+    if value is None or value == "":
+        return None
+    return str(value)
+
+
+def _chunk_text(chunks: Any) -> str:
+    """The text carried by `markdown_text` streaming chunks (other chunk types carry none)."""
+    if not isinstance(chunks, list):
+        return ""
+    return "".join(
+        str(chunk.get("text", ""))
+        for chunk in chunks
+        if isinstance(chunk, dict) and chunk.get("type") == "markdown_text"
+    )
+
+
+def _filetype(name: str, mimetype: str) -> str:
+    if "." in name:
+        return name.rsplit(".", 1)[1].lower()
+    if mimetype == "text/plain":
+        return "text"
+    extension = mimetypes.guess_extension(mimetype) or ""
+    return extension.lstrip(".") or "binary"
+
+
+class FakeSlack:
+    """The fake server; see the module docstring. Public attributes may be changed at any time."""
+
+    bot_token: str = DEFAULT_BOT_TOKEN
+    signing_secret: str = DEFAULT_SIGNING_SECRET
+    team_id: str = DEFAULT_TEAM_ID
+    bot_user_id: str = DEFAULT_BOT_USER_ID
+    bot_id: str = DEFAULT_BOT_ID
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._ts_counter = itertools.count()
+        self._id_counter = itertools.count(1)
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._port: int | None = None
+        self._startup_error: BaseException | None = None
+        self._methods: dict[str, Callable[[dict[str, Any], str | None], dict[str, Any]]] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
+            "chat.delete": self._chat_delete,
+            "chat.startStream": self._chat_start_stream,
+            "chat.appendStream": self._chat_append_stream,
+            "chat.stopStream": self._chat_stop_stream,
+            "reactions.add": self._reactions_add,
+            "reactions.remove": self._reactions_remove,
+            "users.info": self._users_info,
+            "conversations.info": self._conversations_info,
+            "conversations.replies": self._conversations_replies,
+            "files.info": self._files_info,
+            "assistant.threads.setStatus": self._assistant_set_status,
+            "oauth.v2.access": self._oauth_v2_access,
+        }
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """Every piece of per-test state, at its default. Called with the lock held (or in init)."""
+        self.bot_token = DEFAULT_BOT_TOKEN
+        self.signing_secret = DEFAULT_SIGNING_SECRET
+        self.team_id = DEFAULT_TEAM_ID
+        self.bot_user_id = DEFAULT_BOT_USER_ID
+        self.bot_id = DEFAULT_BOT_ID
+        self.app_id = DEFAULT_APP_ID
+        self.bot_name = DEFAULT_BOT_NAME
+        self.verification_token = DEFAULT_VERIFICATION_TOKEN
+        self.scopes: list[str] = list(DEFAULT_SCOPES)
+        self.calls: list[SlackCall] = []
+        self.downloads: list[tuple[str, str | None]] = []
+        self.response_urls: list[dict[str, Any]] = []
+        self.users: dict[str, dict[str, Any]] = {}
+        self.channels: dict[str, dict[str, Any]] = {}
+        self.teams: dict[str, str] = {DEFAULT_TEAM_ID: DEFAULT_TEAM_NAME}
+        # oauth.v2.access: code -> team id it installs into (unknown codes install self.team_id)
+        self.oauth_codes: dict[str, str] = {}
+        self._token_teams: dict[str, str] = {}
+        self._files: dict[str, tuple[dict[str, Any], bytes]] = {}
+        self._history: dict[str, list[dict[str, Any]]] = {}
+        self._posted: set[tuple[str, str]] = set()
+        self._streaming: set[tuple[str, str]] = set()
+        self._response_url_targets: dict[str, tuple[str, str, str | None]] = {}
+        self._outcomes: dict[str, collections.deque[tuple[str, Any]]] = {}
+        self.add_user("U0ALICE", "Alice Example", "alice")
+        self.add_user("U0BOB", "Bob Example", "bob")
+        self._add_bot_user()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> FakeSlack:
+        """Bind 127.0.0.1 on a free port and serve from a background thread; return when ready."""
+        if self._thread is not None:
+            return self
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind(("127.0.0.1", 0))
+        except OSError:
+            sock.close()
+            raise
+        port = sock.getsockname()[1]
+        ready = threading.Event()
+        self._startup_error = None
+        thread = threading.Thread(
+            target=self._run, args=(sock, ready), name=f"fake-slack:{port}", daemon=True
+        )
+        thread.start()
+        if not ready.wait(_STARTUP_TIMEOUT):
+            raise RuntimeError("fake Slack server did not start in time")
+        if self._startup_error is not None:
+            thread.join()
+            raise RuntimeError("fake Slack server failed to start") from self._startup_error
+        self._thread = thread
+        self._port = port
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close every connection and join the thread. Safe to call twice."""
+        thread, loop, stop_requested = self._thread, self._loop, self._stop_requested
+        if thread is None or loop is None or stop_requested is None:
+            return
+        loop.call_soon_threadsafe(stop_requested.set)
+        thread.join(_STARTUP_TIMEOUT)
+        if thread.is_alive():
+            raise RuntimeError("fake Slack server thread did not stop")
+        self._thread = None
+        self._loop = None
+        self._stop_requested = None
+        self._port = None
+
+    def __enter__(self) -> FakeSlack:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """The server root: "http://127.0.0.1:PORT"."""
+        if self._port is None:
+            raise RuntimeError("FakeSlack is not started")
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def api_url(self) -> str:
+        """What to pass as the SDK's `base_url`: "http://127.0.0.1:PORT/api/"."""
+        return f"{self.base_url}/api/"
+
+    def _run(self, sock: socket.socket, ready: threading.Event) -> None:
+        """Thread body: own the event loop from setup to close so nothing leaks across threads."""
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._serve(loop, sock, ready))
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
+            sock.close()
+            if not ready.is_set():  # died before serving: let start() fail now, not time out
+                self._startup_error = self._startup_error or RuntimeError("server thread died")
+                ready.set()
+
+    async def _serve(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, ready: threading.Event
+    ) -> None:
+        stop_requested = asyncio.Event()
+        runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=_SHUTDOWN_GRACE)
+        try:
+            await runner.setup()
+            await web.SockSite(runner, sock).start()
+        except BaseException as exc:
+            self._startup_error = exc
+            await runner.cleanup()
+            ready.set()
+            return
+        self._loop = loop
+        self._stop_requested = stop_requested
+        ready.set()
+        try:
+            await stop_requested.wait()
+        finally:
+            await runner.cleanup()
+
+    # -- scripting and inspection ------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget calls, messages, files and scripts and restore every default."""
+        with self._lock:
+            self._init_state()
+
+    def calls_to(self, method: str) -> list[SlackCall]:
+        """The recorded calls of one Web API method, in order."""
+        with self._lock:
+            return [call for call in self.calls if call.method == method]
+
+    def rate_limit(self, method: str, times: int = 1, retry_after: int = 1) -> None:
+        """The next `times` calls of `method` get HTTP 429 with `Retry-After: retry_after`."""
+        with self._lock:
+            queue = self._outcomes.setdefault(method, collections.deque())
+            queue.extend(("ratelimited", retry_after) for _ in range(times))
+
+    def fail(self, method: str, error: str, times: int = 1) -> None:
+        """The next `times` calls of `method` answer HTTP 200 {"ok": false, "error": error}."""
+        with self._lock:
+            queue = self._outcomes.setdefault(method, collections.deque())
+            queue.extend(("error", error) for _ in range(times))
+
+    def add_user(
+        self,
+        user_id: str,
+        real_name: str,
+        display_name: str,
+        is_bot: bool = False,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Register a users.info `user` object (extra keys are merged in); return it."""
+        user: dict[str, Any] = {
+            "id": user_id,
+            "team_id": self.team_id,
+            "name": display_name.lower().replace(" ", ".") or user_id.lower(),
+            "deleted": False,
+            "color": "9f69e7",
+            "real_name": real_name,
+            "tz": "Europe/London",
+            "tz_label": "Greenwich Mean Time",
+            "tz_offset": 0,
+            "profile": {
+                "title": "",
+                "phone": "",
+                "real_name": real_name,
+                "real_name_normalized": real_name,
+                "display_name": display_name,
+                "display_name_normalized": display_name,
+                "status_text": "",
+                "status_emoji": "",
+                "avatar_hash": "g0000000000",
+                "image_48": f"https://avatars.example/{user_id}_48.png",
+                "image_72": f"https://avatars.example/{user_id}_72.png",
+                "team": self.team_id,
+            },
+            "is_admin": False,
+            "is_owner": False,
+            "is_primary_owner": False,
+            "is_restricted": False,
+            "is_ultra_restricted": False,
+            "is_bot": is_bot,
+            "is_app_user": False,
+            "updated": 1_700_000_000,
+        }
+        if not is_bot:
+            user["profile"]["email"] = f"{user['name']}@example.com"
+        user.update(extra)
+        with self._lock:
+            self.users[user_id] = user
+        return user
+
+    def _add_bot_user(self) -> None:
+        bot = self.add_user(self.bot_user_id, self.bot_name, self.bot_name, is_bot=True)
+        bot["profile"]["bot_id"] = self.bot_id
+        bot["profile"]["api_app_id"] = self.app_id
+
+    def add_channel(
+        self,
+        channel_id: str,
+        name: str | None = None,
+        *,
+        is_private: bool | None = None,
+        is_im: bool | None = None,
+        user: str | None = None,
+    ) -> dict[str, Any]:
+        """Register a conversations.info `channel` object. Unregistered ids are synthesised:
+        "D..." is the DM with "U..." (D0ALICE <-> U0ALICE), "G..." a private channel, and
+        "C0GENERAL" the public channel "general"."""
+        with self._lock:
+            self.channels.pop(channel_id, None)
+            channel = self._make_channel(
+                channel_id, name, is_private=is_private, is_im=is_im, user=user
+            )
+            self.channels[channel_id] = channel
+        return channel
+
+    def add_file(self, file_id: str, name: str, mimetype: str, content: bytes) -> dict[str, Any]:
+        """Host a file; return its Slack file object. The URLs need `Bearer <bot_token>`."""
+        path = f"/files-pri/{self.team_id}-{file_id}"
+        quoted = quote(name)
+        filetype = _filetype(name, mimetype)
+        obj: dict[str, Any] = {
+            "id": file_id,
+            "created": 1_700_000_000,
+            "timestamp": 1_700_000_000,
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": filetype,
+            "pretty_type": filetype.upper(),
+            "user": "U0ALICE",
+            "user_team": self.team_id,
+            "editable": False,
+            "size": len(content),
+            "mode": "hosted",
+            "is_external": False,
+            "external_type": "",
+            "is_public": True,
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "url_private": f"{self.base_url}{path}/{quoted}",
+            "url_private_download": f"{self.base_url}{path}/download/{quoted}",
+            "permalink": f"https://test-workspace.slack.com/files/U0ALICE/{file_id}/{quoted}",
+            "is_starred": False,
+            "has_rich_preview": False,
+            "file_access": "visible",
+        }
+        with self._lock:
+            self._files[file_id] = (obj, content)
+        return copy.deepcopy(obj)
+
+    def add_message(self, channel: str, message: dict[str, Any]) -> None:
+        """Put a message (e.g. from another user) into a channel's history, as if posted there.
+
+        message_event() does this already for the events it builds."""
+        stored = copy.deepcopy(message)
+        for key in ("channel", "channel_type", "event_ts"):
+            stored.pop(key, None)
+        stored["type"] = "message"
+        with self._lock:
+            self._store(channel, stored)
+
+    def messages(
+        self, channel: str, thread_ts: str | None = None, *, include_events: bool = False
+    ) -> list[dict[str, Any]]:
+        """Messages posted through the Web API to `channel` (or one thread of it: the parent and
+        its replies), as they are now (after updates and deletes), in ts order. With
+        `include_events`, messages from message_event()/add_message() are included too."""
+        with self._lock:
+            result = []
+            for message in self._history.get(channel, []):
+                ts = message["ts"]
+                if not include_events and (channel, ts) not in self._posted:
+                    continue
+                if thread_ts is not None and thread_ts not in (ts, message.get("thread_ts")):
+                    continue
+                result.append(self._view(channel, message))
+            return result
+
+    # -- signed requests from Slack ----------------------------------------------------------
+
+    def signed_headers(
+        self,
+        body: bytes,
+        *,
+        timestamp: int | None = None,
+        secret: str | None = None,
+        retry_num: int | None = None,
+        retry_reason: str | None = None,
+        content_type: str | None = None,
+    ) -> dict[str, str]:
+        """Headers Slack sends with an Events API / interactivity request carrying `body`.
+
+        The Content-Type is form-encoded for `payload=` bodies, else JSON (unless given)."""
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        verifier = SignatureVerifier(self.signing_secret if secret is None else secret)
+        signature = verifier.generate_signature(timestamp=ts, body=body)
+        if content_type is None:
+            content_type = (
+                _FORM_CONTENT_TYPE if body.startswith(b"payload=") else "application/json"
+            )
+        headers = {
+            "Content-Type": content_type,
+            "User-Agent": SLACKBOT_USER_AGENT,
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": signature or "",
+        }
+        if retry_num is not None:
+            headers["X-Slack-Retry-Num"] = str(retry_num)
+            headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
+        elif retry_reason is not None:
+            headers["X-Slack-Retry-Reason"] = retry_reason
+        return headers
+
+    def signed_request(
+        self, payload: dict[str, Any], **header_options: Any
+    ) -> tuple[bytes, dict[str, str]]:
+        """(body, headers) for an Events API envelope (JSON) or an interactivity payload (form);
+        `header_options` go to signed_headers()."""
+        if payload.get("type") in _INTERACTIVE_TYPES:
+            body = form_body(payload)
+        else:
+            body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        return body, self.signed_headers(body, **header_options)
+
+    @staticmethod
+    def form_body(payload: dict[str, Any]) -> bytes:
+        """See the module-level form_body()."""
+        return form_body(payload)
+
+    def url_verification(self, challenge: str = "fake-challenge") -> dict[str, Any]:
+        """The handshake Slack sends when an events URL is configured."""
+        return {
+            "token": self.verification_token,
+            "challenge": challenge,
+            "type": "url_verification",
+        }
+
+    def event_envelope(
+        self, event: dict[str, Any], *, event_id: str | None = None, team_id: str | None = None
+    ) -> dict[str, Any]:
+        """Wrap an event in the `event_callback` envelope Slack POSTs to the events URL."""
+        team = team_id or self.team_id
+        if event_id is None:
+            event_id = f"Ev{next(self._id_counter):010d}"
+        return {
+            "token": self.verification_token,
+            "team_id": team,
+            "context_team_id": team,
+            "context_enterprise_id": None,
+            "api_app_id": self.app_id,
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id,
+            "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": team,
+                    "user_id": self.bot_user_id,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+            "event_context": _event_context(
+                str(event.get("type")), team, self.app_id, event.get("channel")
+            ),
+        }
+
+    def message_event(
+        self,
+        text: str,
+        *,
+        channel: str = "C0GENERAL",
+        user: str = "U0ALICE",
+        ts: str | None = None,
+        thread_ts: str | None = None,
+        channel_type: str = "channel",
+        files: list[dict[str, Any]] | None = None,
+        mention: bool = False,
+        subtype: str | None = None,
+        bot_id: str | None = None,
+    ) -> dict[str, Any]:
+        """An `app_mention` (mention=True) or `message` event, and record the message in the
+        channel's history (so conversations.replies, reactions and chat.update see it).
+
+        Like Slack, `app_mention` events carry no `channel_type`; messages from bots carry
+        `bot_id` and no `client_msg_id`."""
+        ts = ts or self._next_ts()
+        if mention:
+            text = f"<@{self.bot_user_id}> {text}"
+        event: dict[str, Any] = {"type": "app_mention" if mention else "message"}
+        if subtype is None and files:
+            subtype = "file_share"
+        if subtype is not None:
+            event["subtype"] = subtype
+        event["user"] = user
+        if bot_id is not None:
+            event["bot_id"] = bot_id
+            if bot_id == self.bot_id:
+                event["app_id"] = self.app_id
+        else:
+            event["client_msg_id"] = str(uuid.uuid4())
+        event["text"] = text
+        event["team"] = self.team_id
+        if files:
+            event["files"] = copy.deepcopy(files)
+            event["upload"] = False
+            event["display_as_bot"] = False
+        event["ts"] = ts
+        if thread_ts is not None:
+            event["thread_ts"] = thread_ts
+            with self._lock:
+                parent = self._find(channel, thread_ts)
+            if parent is not None and thread_ts != ts:
+                event["parent_user_id"] = parent.get("user")
+        event["channel"] = channel
+        event["event_ts"] = ts
+        if not mention:
+            event["channel_type"] = channel_type
+        self.add_message(channel, event)
+        return event
+
+    def block_action(
+        self,
+        action_id: str,
+        value: str,
+        *,
+        user: str = "U0ALICE",
+        channel: str = "C0GENERAL",
+        message_ts: str | None = None,
+        thread_ts: str | None = None,
+        block_id: str = "actions",
+    ) -> dict[str, Any]:
+        """A `block_actions` interactivity payload for a button click on a message (by default
+        the latest message in the channel). Send it with signed_request() / form_body().
+        Its response_url points at this server; POSTs there land in `response_urls`."""
+        with self._lock:
+            if message_ts is None:
+                history = self._history.get(channel) or []
+                message_ts = history[-1]["ts"] if history else self._next_ts()
+            stored = self._find(channel, message_ts)
+            if stored is not None:
+                message = self._view(channel, stored)
+            else:
+                message = {
+                    "type": "message",
+                    "user": self.bot_user_id,
+                    "bot_id": self.bot_id,
+                    "app_id": self.app_id,
+                    "text": "",
+                    "ts": message_ts,
+                    "team": self.team_id,
+                }
+            if thread_ts is not None:
+                message["thread_ts"] = thread_ts
+            thread_ts = message.get("thread_ts")
+            key = f"{self.team_id}/{next(self._id_counter)}/{uuid.uuid4().hex[:24]}"
+            self._response_url_targets[key] = (channel, message_ts, thread_ts)
+            user_name = str(self.users.get(user, {}).get("name", user.lower()))
+            channel_name = str(self._make_channel(channel).get("name", channel))
+        now = time.time()
+        container: dict[str, Any] = {
+            "type": "message",
+            "message_ts": message_ts,
+            "channel_id": channel,
+            "is_ephemeral": False,
+        }
+        if thread_ts is not None:
+            container["thread_ts"] = thread_ts
+        return {
+            "type": "block_actions",
+            "user": {
+                "id": user,
+                "username": user_name,
+                "name": user_name,
+                "team_id": self.team_id,
+            },
+            "api_app_id": self.app_id,
+            "token": self.verification_token,
+            "container": container,
+            "trigger_id": f"{next(self._id_counter)}.{int(now)}.{uuid.uuid4().hex}",
+            "team": {"id": self.team_id, "domain": "test-workspace"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": channel, "name": channel_name},
+            "message": message,
+            "state": {"values": {}},
+            "response_url": f"{self.base_url}/actions/{key}",
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": block_id,
+                    "text": {"type": "plain_text", "text": value, "emoji": True},
+                    "value": value,
+                    "type": "button",
+                    "action_ts": f"{now:.6f}",
+                }
+            ],
+        }
+
+    # -- state helpers (call with the lock held) ---------------------------------------------
+
+    def _next_ts(self) -> str:
+        micros = _TS_START_MICROS + _TS_STEP_MICROS * next(self._ts_counter)
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+    def _team_of(self, token: str | None) -> str:
+        return self._token_teams.get(token or "", self.team_id)
+
+    def _find(self, channel: str, ts: str) -> dict[str, Any] | None:
+        for message in self._history.get(channel, []):
+            if message["ts"] == ts:
+                return message
+        return None
+
+    def _store(self, channel: str, message: dict[str, Any]) -> None:
+        history = self._history.setdefault(channel, [])
+        history[:] = [m for m in history if m["ts"] != message["ts"]]
+        history.append(message)
+        history.sort(key=lambda m: float(m["ts"]))
+
+    def _view(self, channel: str, message: dict[str, Any]) -> dict[str, Any]:
+        """A copy of a stored message with the thread summary Slack adds to thread parents."""
+        view = copy.deepcopy(message)
+        ts = message["ts"]
+        replies = [
+            m for m in self._history.get(channel, []) if m.get("thread_ts") == ts and m["ts"] != ts
+        ]
+        if replies:
+            users = list(dict.fromkeys(str(m.get("user")) for m in replies))
+            view["thread_ts"] = ts
+            view["reply_count"] = len(replies)
+            view["reply_users"] = users
+            view["reply_users_count"] = len(users)
+            view["latest_reply"] = replies[-1]["ts"]
+        return view
+
+    def _resolve_channel(self, channel: str) -> str:
+        """Posting to a user id posts to the DM with that user, as Slack does."""
+        if channel[:1] in ("U", "W"):
+            return "D" + channel[1:]
+        return channel
+
+    def _make_channel(
+        self,
+        channel_id: str,
+        name: str | None = None,
+        *,
+        is_private: bool | None = None,
+        is_im: bool | None = None,
+        user: str | None = None,
+    ) -> dict[str, Any]:
+        registered = self.channels.get(channel_id)
+        if registered is not None and name is None and is_private is None and is_im is None:
+            return copy.deepcopy(registered)
+        if is_im is None:
+            is_im = channel_id.startswith("D")
+        if is_im:
+            return {
+                "id": channel_id,
+                "created": 1_700_000_000,
+                "is_im": True,
+                "is_org_shared": False,
+                "context_team_id": self.team_id,
+                "updated": 1_700_000_000_000,
+                "user": user or "U" + channel_id[1:],
+                "is_user_deleted": False,
+                "priority": 0,
+            }
+        if is_private is None:
+            is_private = channel_id.startswith("G")
+        if name is None:
+            name = channel_id[1:].lstrip("0").lower() or channel_id.lower()
+        return {
+            "id": channel_id,
+            "name": name,
+            "is_channel": not is_private,
+            "is_group": is_private,
+            "is_im": False,
+            "is_mpim": False,
+            "is_private": is_private,
+            "created": 1_700_000_000,
+            "is_archived": False,
+            "is_general": name == "general",
+            "unlinked": 0,
+            "name_normalized": name,
+            "is_shared": False,
+            "is_org_shared": False,
+            "is_pending_ext_shared": False,
+            "pending_shared": [],
+            "context_team_id": self.team_id,
+            "updated": 1_700_000_000_000,
+            "creator": "U0ALICE",
+            "is_ext_shared": False,
+            "shared_team_ids": [self.team_id],
+            "is_member": True,
+            "topic": {"value": "", "creator": "", "last_set": 0},
+            "purpose": {"value": "", "creator": "", "last_set": 0},
+            "previous_names": [],
+        }
+
+    def _bot_message(self, token: str | None, ts: str) -> dict[str, Any]:
+        team = self._team_of(token)
+        return {
+            "user": self.bot_user_id,
+            "type": "message",
+            "ts": ts,
+            "bot_id": self.bot_id,
+            "app_id": self.app_id,
+            "text": "",
+            "team": team,
+            "bot_profile": {
+                "id": self.bot_id,
+                "deleted": False,
+                "name": self.bot_name,
+                "updated": 1_700_000_000,
+                "app_id": self.app_id,
+                "icons": {"image_48": "https://avatars.example/bot_48.png"},
+                "team_id": team,
+            },
+        }
+
+    def _existing(self, args: dict[str, Any], ts_name: str = "ts") -> tuple[str, dict[str, Any]]:
+        channel = _str_arg(args, "channel")
+        if channel is None:
+            raise _SlackError("channel_not_found")
+        channel = self._resolve_channel(channel)
+        ts = _str_arg(args, ts_name)
+        message = self._find(channel, ts) if ts is not None else None
+        if message is None:
+            raise _SlackError("message_not_found")
+        return channel, message
+
+    # -- Web API methods (called with the lock held) -----------------------------------------
+
+    def _auth_test(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        team = self._team_of(token)
+        name = self.teams.get(team, team)
+        return {
+            "ok": True,
+            "url": f"https://{name.lower().replace(' ', '-')}.slack.com/",
+            "team": name,
+            "user": self.bot_name,
+            "team_id": team,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _chat_post_message(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        channel = _str_arg(args, "channel")
+        if channel is None:
+            raise _SlackError("channel_not_found")
+        channel = self._resolve_channel(channel)
+        text, blocks = args.get("text"), args.get("blocks")
+        attachments, markdown_text = args.get("attachments"), args.get("markdown_text")
+        if isinstance(blocks, str):
+            raise _SlackError("invalid_blocks_format")
+        if blocks is not None and not isinstance(blocks, list):
+            raise _SlackError("invalid_blocks")
+        if markdown_text and (text or blocks):
+            raise _SlackError("markdown_text_conflict")
+        if not (text or blocks or attachments or markdown_text):
+            raise _SlackError("no_text")
+        message = self._bot_message(token, self._next_ts())
+        message["text"] = str(markdown_text or text or "")
+        if blocks:
+            message["blocks"] = blocks
+        if attachments:
+            message["attachments"] = attachments
+        if isinstance(args.get("metadata"), dict):
+            message["metadata"] = args["metadata"]
+        thread_ts = _str_arg(args, "thread_ts")
+        if thread_ts is not None:
+            message["thread_ts"] = thread_ts
+            parent = self._find(channel, thread_ts)
+            if parent is not None:
+                message["parent_user_id"] = parent.get("user")
+            if str(args.get("reply_broadcast")) in ("1", "true", "True"):
+                message["subtype"] = "thread_broadcast"
+        self._store(channel, message)
+        self._posted.add((channel, message["ts"]))
+        return {
+            "ok": True,
+            "channel": channel,
+            "ts": message["ts"],
+            "message": copy.deepcopy(message),
+        }
+
+    def _chat_update(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        channel, message = self._existing(args)
+        if message.get("user") != self.bot_user_id or message.get("bot_id") is None:
+            raise _SlackError("cant_update_message")
+        blocks = args.get("blocks")
+        if isinstance(blocks, str):
+            raise _SlackError("invalid_blocks_format")
+        if not any(k in args for k in ("text", "blocks", "attachments", "markdown_text")):
+            raise _SlackError("no_text")
+        if "markdown_text" in args:
+            message["text"] = str(args["markdown_text"])
+        elif "text" in args:
+            message["text"] = str(args["text"])
+        for key in ("blocks", "attachments"):
+            if key in args:
+                if args[key]:
+                    message[key] = args[key]
+                else:
+                    message.pop(key, None)
+        if isinstance(args.get("metadata"), dict):
+            message["metadata"] = args["metadata"]
+        message["edited"] = {"user": self.bot_user_id, "ts": self._next_ts()}
+        return {
+            "ok": True,
+            "channel": channel,
+            "ts": message["ts"],
+            "text": message["text"],
+            "message": copy.deepcopy(message),
+        }
+
+    def _chat_delete(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        channel, message = self._existing(args)
+        if message.get("user") != self.bot_user_id:
+            raise _SlackError("cant_delete_message")
+        ts = message["ts"]
+        self._history[channel] = [m for m in self._history[channel] if m["ts"] != ts]
+        self._posted.discard((channel, ts))
+        self._streaming.discard((channel, ts))
+        return {"ok": True, "channel": channel, "ts": ts}
+
+    def _chat_start_stream(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        channel = _str_arg(args, "channel")
+        if channel is None:
+            raise _SlackError("channel_not_found")
+        channel = self._resolve_channel(channel)
+        thread_ts = _str_arg(args, "thread_ts")
+        if thread_ts is None:
+            raise _SlackError("invalid_arguments")
+        message = self._bot_message(token, self._next_ts())
+        message["text"] = str(args.get("markdown_text") or "") + _chunk_text(args.get("chunks"))
+        message["thread_ts"] = thread_ts
+        parent = self._find(channel, thread_ts)
+        if parent is not None:
+            message["parent_user_id"] = parent.get("user")
+        self._store(channel, message)
+        self._posted.add((channel, message["ts"]))
+        self._streaming.add((channel, message["ts"]))
+        return {"ok": True, "channel": channel, "ts": message["ts"]}
+
+    def _streaming_message(self, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        channel, message = self._existing(args)
+        if (channel, message["ts"]) not in self._streaming:
+            raise _SlackError("message_not_in_streaming_state")
+        message["text"] = (
+            message.get("text", "")
+            + str(args.get("markdown_text") or "")
+            + _chunk_text(args.get("chunks"))
+        )
+        return channel, message
+
+    def _chat_append_stream(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        channel, message = self._streaming_message(args)
+        return {"ok": True, "channel": channel, "ts": message["ts"]}
+
+    def _chat_stop_stream(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        channel, message = self._streaming_message(args)
+        if isinstance(args.get("blocks"), list):
+            message["blocks"] = args["blocks"]
+        if isinstance(args.get("metadata"), dict):
+            message["metadata"] = args["metadata"]
+        self._streaming.discard((channel, message["ts"]))
+        return {
+            "ok": True,
+            "channel": channel,
+            "ts": message["ts"],
+            "message": copy.deepcopy(message),
+        }
+
+    def _reactions_add(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        name = _str_arg(args, "name")
+        if name is None:
+            raise _SlackError("invalid_name")
+        _, message = self._existing(args, "timestamp")
+        name = name.strip(":")
+        reactions = message.setdefault("reactions", [])
+        for reaction in reactions:
+            if reaction["name"] == name:
+                if self.bot_user_id in reaction["users"]:
+                    raise _SlackError("already_reacted")
+                reaction["users"].append(self.bot_user_id)
+                reaction["count"] += 1
+                break
+        else:
+            reactions.append({"name": name, "users": [self.bot_user_id], "count": 1})
+        return {"ok": True}
+
+    def _reactions_remove(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        name = _str_arg(args, "name")
+        if name is None:
+            raise _SlackError("invalid_name")
+        _, message = self._existing(args, "timestamp")
+        name = name.strip(":")
+        reactions = message.get("reactions", [])
+        for reaction in reactions:
+            if reaction["name"] == name and self.bot_user_id in reaction["users"]:
+                reaction["users"].remove(self.bot_user_id)
+                reaction["count"] -= 1
+                break
+        else:
+            raise _SlackError("no_reaction")
+        message["reactions"] = [r for r in reactions if r["count"] > 0]
+        if not message["reactions"]:
+            del message["reactions"]
+        return {"ok": True}
+
+    def _users_info(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        user = self.users.get(_str_arg(args, "user") or "")
+        if user is None:
+            raise _SlackError("user_not_found")
+        return {"ok": True, "user": copy.deepcopy(user)}
+
+    def _conversations_info(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        channel = _str_arg(args, "channel")
+        if channel is None:
+            raise _SlackError("channel_not_found")
+        return {"ok": True, "channel": self._make_channel(channel)}
+
+    def _conversations_replies(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        channel = _str_arg(args, "channel")
+        if channel is None:
+            raise _SlackError("channel_not_found")
+        ts = _str_arg(args, "ts")
+        if ts is None:
+            raise _SlackError("thread_not_found")
+        thread = [
+            self._view(channel, m)
+            for m in self._history.get(channel, [])
+            if ts in (m["ts"], m.get("thread_ts"))
+        ]
+        if not thread:
+            raise _SlackError("thread_not_found")
+        try:
+            limit = max(1, min(int(args.get("limit") or 1000), 1000))
+            cursor = str(args.get("cursor") or "")
+            start = int(base64.b64decode(cursor).decode().split(":")[1]) if cursor else 0
+        except (ValueError, IndexError, UnicodeDecodeError, binascii.Error) as exc:
+            raise _SlackError("invalid_cursor") from exc
+        page = thread[start : start + limit]
+        has_more = start + limit < len(thread)
+        next_cursor = (
+            base64.b64encode(f"index:{start + limit}".encode()).decode() if has_more else ""
+        )
+        return {
+            "ok": True,
+            "messages": page,
+            "has_more": has_more,
+            "response_metadata": {"next_cursor": next_cursor},
+        }
+
+    def _files_info(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        entry = self._files.get(_str_arg(args, "file") or "")
+        if entry is None:
+            raise _SlackError("file_not_found")
+        return {
+            "ok": True,
+            "file": copy.deepcopy(entry[0]),
+            "comments": [],
+            "response_metadata": {"next_cursor": ""},
+        }
+
+    def _assistant_set_status(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        if _str_arg(args, "channel_id") is None or _str_arg(args, "thread_ts") is None:
+            raise _SlackError("invalid_arguments")
+        if "status" not in args:
+            raise _SlackError("invalid_arguments")
+        return {"ok": True}
+
+    def _oauth_v2_access(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        if not args.get("client_id"):
+            raise _SlackError("invalid_client_id")
+        if not args.get("client_secret"):
+            raise _SlackError("bad_client_secret")
+        code = _str_arg(args, "code")
+        if code is None:
+            raise _SlackError("invalid_code")
+        team = self.oauth_codes.get(code, self.team_id)
+        self.teams.setdefault(team, f"Workspace {team}")
+        access_token = f"xoxb-installed-{team}"
+        self._token_teams[access_token] = team
+        return {
+            "ok": True,
+            "app_id": self.app_id,
+            "authed_user": {"id": "U0ALICE"},
+            "scope": ",".join(self.scopes),
+            "token_type": "bot",
+            "access_token": access_token,
+            "bot_user_id": self.bot_user_id,
+            "team": {"id": team, "name": self.teams[team]},
+            "enterprise": None,
+            "is_enterprise_install": False,
+        }
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    def _build_app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_get("/files-pri/{file_key}/download/{name}", self._download)
+        app.router.add_get("/files-pri/{file_key}/{name}", self._download)
+        app.router.add_post("/actions/{key:.+}", self._response_url)
+        app.router.add_get("/", self._login_page)
+        return app
+
+    def _respond(self, body: dict[str, Any], status: int = 200, **headers: str) -> web.Response:
+        base = {
+            "x-slack-req-id": uuid.uuid4().hex,
+            "x-oauth-scopes": ",".join(self.scopes),
+            "x-accepted-oauth-scopes": "",
+        }
+        base.update(headers)
+        return web.json_response(body, status=status, headers=base)
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        args: dict[str, Any] = dict(request.query)
+        content_type = request.content_type if request.body_exists else ""
+        invalid_json = False
+        if request.body_exists:
+            if content_type == "application/json":
+                try:
+                    parsed = json.loads(await request.read())
+                except ValueError:
+                    parsed = None
+                if isinstance(parsed, dict):
+                    args.update(parsed)
+                else:
+                    invalid_json = True
+            elif content_type in (_FORM_CONTENT_TYPE, "multipart/form-data"):
+                for field_name, field_value in (await request.post()).items():
+                    if isinstance(field_value, web.FileField):
+                        data = field_value.file.read()
+                        args[field_name] = {
+                            "filename": field_value.filename,
+                            "content_type": field_value.content_type,
+                            "size": len(data),
+                        }
+                    else:
+                        args[field_name] = field_value
+            else:
+                await request.read()
+        for name in _JSON_STRING_ARGS:
+            value = args.get(name)
+            if isinstance(value, str) and value[:1] in ("[", "{"):
+                # a malformed value stays a string; handlers answer invalid_blocks_format
+                with contextlib.suppress(ValueError):
+                    args[name] = json.loads(value)
+
+        token: str | None = None
+        authorization = request.headers.get("Authorization", "")
+        if authorization.startswith("Bearer "):
+            token = authorization[len("Bearer ") :].strip() or None
+        elif authorization.startswith("Basic "):
+            try:
+                decoded = base64.b64decode(authorization[len("Basic ") :]).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                decoded = ""
+            client_id, _, client_secret = decoded.partition(":")
+            args.setdefault("client_id", client_id)
+            args.setdefault("client_secret", client_secret)
+        body_token = args.pop("token", None)
+        if token is None and isinstance(body_token, str) and body_token:
+            token = body_token
+
+        with self._lock:
+            self.calls.append(
+                SlackCall(
+                    method=method,
+                    token=token,
+                    args=copy.deepcopy(args),
+                    at=time.monotonic(),
+                    http_method=request.method,
+                    content_type=content_type,
+                )
+            )
+            if invalid_json:
+                return self._respond({"ok": False, "error": "invalid_json"})
+            if method != "oauth.v2.access":
+                if token is None:
+                    return self._respond({"ok": False, "error": "not_authed"})
+                if not token.startswith("xoxb-"):
+                    return self._respond({"ok": False, "error": "invalid_auth"})
+            queue = self._outcomes.get(method)
+            if queue:
+                kind, value = queue.popleft()
+                if kind == "ratelimited":
+                    body = {"ok": False, "error": "ratelimited"}
+                    return self._respond(body, status=429, **{"Retry-After": str(value)})
+                return self._respond({"ok": False, "error": value})
+            handler = self._methods.get(method)
+            if handler is None:
+                return self._respond({"ok": False, "error": "unknown_method"})
+            try:
+                return self._respond(handler(args, token))
+            except _SlackError as exc:
+                return self._respond({"ok": False, "error": exc.error})
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        authorization = request.headers.get("Authorization")
+        with self._lock:
+            self.downloads.append((request.path, authorization))
+            team, _, file_id = request.match_info["file_key"].partition("-")
+            entry = self._files.get(file_id)
+            allowed = {f"Bearer {self.bot_token}"} | {
+                f"Bearer {token}" for token, t in self._token_teams.items() if t == team
+            }
+        if not authorization:
+            # Slack sends browsers (and clients without a token) to the workspace sign-in page.
+            raise web.HTTPFound(f"{self.base_url}/?redir={quote(request.path, safe='')}")
+        if authorization not in allowed:
+            return web.Response(status=403, text=_LOGIN_PAGE, content_type="text/html")
+        if entry is None or entry[0]["name"] != request.match_info["name"]:
+            return web.Response(status=404, text="File not found", content_type="text/plain")
+        obj, content = entry
+        headers = {}
+        if "/download/" in request.path:
+            headers["Content-Disposition"] = f'attachment; filename="{quote(obj["name"])}"'
+        return web.Response(body=content, content_type=obj["mimetype"], headers=headers)
+
+    async def _login_page(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text=_LOGIN_PAGE, content_type="text/html")
+
+    async def _response_url(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return web.Response(status=400, text="invalid_payload", content_type="text/plain")
+        with self._lock:
+            self.response_urls.append(copy.deepcopy(body))
+            target = self._response_url_targets.get(request.match_info["key"])
+            if target is None:
+                return web.Response(status=404, text="no_service", content_type="text/plain")
+            channel, message_ts, thread_ts = target
+            message = self._find(channel, message_ts)
+            if body.get("delete_original") in (True, "true"):
+                if message is not None:
+                    self._history[channel].remove(message)
+                    self._posted.discard((channel, message_ts))
+            elif body.get("replace_original") in (True, "true"):
+                if message is not None:
+                    message["text"] = str(body.get("text", ""))
+                    if body.get("blocks"):
+                        message["blocks"] = body["blocks"]
+                    else:
+                        message.pop("blocks", None)
+            elif body.get("response_type") == "in_channel":
+                new = self._bot_message(None, self._next_ts())
+                new["text"] = str(body.get("text", ""))
+                if body.get("blocks"):
+                    new["blocks"] = body["blocks"]
+                reply_to = body.get("thread_ts") or thread_ts
+                if reply_to:
+                    new["thread_ts"] = reply_to
+                self._store(channel, new)
+                self._posted.add((channel, new["ts"]))
+            # anything else is an ephemeral message: only the clicking user sees it, nothing stored
+        return web.json_response({"ok": True})

@@ -1,0 +1,420 @@
+"""The fake Slack server, driven by the real `slack_sdk` AsyncWebClient and `slack_bolt`.
+
+These pin down the wire behaviour the Slack adapter's tests rely on: how the SDK encodes each
+method, how it reacts to rate limits, and that the signed requests we send are what Slack's own
+verifier (and Bolt) accept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+
+from tests.fakes.slack_server import FakeSlack, form_body
+
+CHANNEL = "C0GENERAL"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeSlack]:
+    """One server per module: starting a thread and a socket per test would be wasted time."""
+    with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(server: FakeSlack) -> FakeSlack:
+    """The shared server, reset so no message, script or recorded call leaks between tests."""
+    server.reset()
+    return server
+
+
+def client(fake: FakeSlack, token: str | None = None, **kwargs: Any) -> AsyncWebClient:
+    return AsyncWebClient(token=token or fake.bot_token, base_url=fake.api_url, **kwargs)
+
+
+def bolt_request(body: bytes, headers: dict[str, str]) -> AsyncBoltRequest:
+    """What Bolt's HTTP adapters build from an incoming request."""
+    bolt_headers: dict[str, str | Sequence[str]] = dict(headers)
+    return AsyncBoltRequest(body=body.decode("utf-8"), headers=bolt_headers)
+
+
+async def test_auth_test_answers_as_the_bot(fake: FakeSlack) -> None:
+    response = await client(fake).auth_test()
+
+    assert response.status_code == 200
+    assert response["ok"] is True
+    assert response["user_id"] == fake.bot_user_id
+    assert response["bot_id"] == fake.bot_id
+    assert response["team_id"] == fake.team_id
+    assert response["is_enterprise_install"] is False
+    [call] = fake.calls_to("auth.test")
+    assert call.token == fake.bot_token
+    assert call.http_method == "POST"
+
+
+async def test_tokens_are_checked(fake: FakeSlack) -> None:
+    with pytest.raises(SlackApiError) as missing:
+        await AsyncWebClient(base_url=fake.api_url).auth_test()
+    assert missing.value.response["error"] == "not_authed"
+    with pytest.raises(SlackApiError) as wrong:
+        await client(fake, token="xoxp-not-a-bot-token").auth_test()
+    assert wrong.value.response["error"] == "invalid_auth"
+
+    other = await client(fake, token="xoxb-another-workspace").auth_test()
+    assert other["ok"] is True
+    assert fake.calls[-1].token == "xoxb-another-workspace"
+    with pytest.raises(SlackApiError) as unknown:
+        await client(fake).api_call("nope.nothing")
+    assert unknown.value.response["error"] == "unknown_method"
+    assert [c.method for c in fake.calls][-1] == "nope.nothing"
+
+
+async def test_post_in_thread_then_update_shows_in_messages(fake: FakeSlack) -> None:
+    question = fake.message_event("how do I reset my password?", mention=True)
+    web = client(fake)
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "Thinking…"}}]
+
+    posted = await web.chat_postMessage(
+        channel=CHANNEL, thread_ts=question["ts"], text="Thinking…", blocks=blocks
+    )
+    assert posted["channel"] == CHANNEL
+    assert posted["message"]["thread_ts"] == question["ts"]
+    assert posted["message"]["parent_user_id"] == "U0ALICE"
+    assert posted["message"]["bot_id"] == fake.bot_id
+    assert float(posted["ts"]) > float(question["ts"])
+    [post_call] = fake.calls_to("chat.postMessage")
+    assert post_call.content_type == "application/json"  # blocks travel as a JSON body
+    assert post_call.args["blocks"] == blocks
+
+    updated = await web.chat_update(channel=CHANNEL, ts=posted["ts"], text="Use the reset link.")
+    assert updated["text"] == "Use the reset link."
+
+    [reply] = fake.messages(CHANNEL, thread_ts=question["ts"])
+    assert reply["ts"] == posted["ts"]
+    assert reply["text"] == "Use the reset link."
+    assert reply["blocks"] == blocks  # not sent with the update: kept
+    assert "edited" in reply
+    assert [m["ts"] for m in fake.messages(CHANNEL, include_events=True)] == [
+        question["ts"],
+        posted["ts"],
+    ]
+
+    thread = await web.conversations_replies(channel=CHANNEL, ts=question["ts"])
+    assert [m["ts"] for m in thread["messages"]] == [question["ts"], posted["ts"]]
+    assert thread["messages"][0]["reply_count"] == 1
+
+    with pytest.raises(SlackApiError) as not_ours:
+        await web.chat_update(channel=CHANNEL, ts=question["ts"], text="edited")
+    assert not_ours.value.response["error"] == "cant_update_message"
+    with pytest.raises(SlackApiError) as missing:
+        await web.chat_update(channel=CHANNEL, ts="1.000001", text="edited")
+    assert missing.value.response["error"] == "message_not_found"
+
+    await web.chat_delete(channel=CHANNEL, ts=posted["ts"])
+    assert fake.messages(CHANNEL) == []
+
+
+async def test_form_encoded_json_strings_are_decoded(fake: FakeSlack) -> None:
+    blocks = [{"type": "divider"}]
+    await client(fake).api_call(
+        "chat.postMessage", data={"channel": CHANNEL, "text": "hi", "blocks": json.dumps(blocks)}
+    )
+    [call] = fake.calls_to("chat.postMessage")
+    assert call.content_type == "application/x-www-form-urlencoded"
+    assert call.args["blocks"] == blocks
+    assert fake.messages(CHANNEL)[0]["blocks"] == blocks
+
+
+async def test_post_message_validation(fake: FakeSlack) -> None:
+    with pytest.raises(SlackApiError) as no_text:
+        await client(fake).api_call("chat.postMessage", json={"channel": CHANNEL})
+    assert no_text.value.response["error"] == "no_text"
+    dm = await client(fake).chat_postMessage(channel="U0ALICE", text="hello")
+    assert dm["channel"] == "D0ALICE"
+
+
+async def test_rate_limit_raises_with_retry_after(fake: FakeSlack) -> None:
+    fake.rate_limit("chat.postMessage", retry_after=7)
+
+    with pytest.raises(SlackApiError) as raised:
+        await client(fake).chat_postMessage(channel=CHANNEL, text="hi")
+
+    response = raised.value.response
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "7"
+    assert response["error"] == "ratelimited"
+    assert fake.messages(CHANNEL) == []
+    await client(fake).chat_postMessage(channel=CHANNEL, text="hi")  # only the next call
+    assert len(fake.calls_to("chat.postMessage")) == 2
+
+
+async def test_rate_limit_retry_handler_retries_once(fake: FakeSlack) -> None:
+    fake.rate_limit("chat.postMessage", retry_after=0)
+    web = client(fake)
+    web.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=1))
+
+    started = time.monotonic()
+    response = await web.chat_postMessage(channel=CHANNEL, text="hi")
+
+    assert response["ok"] is True
+    assert time.monotonic() - started < 1.5  # Retry-After 0 plus the handler's < 1 s jitter
+    assert len(fake.calls_to("chat.postMessage")) == 2
+    assert len(fake.messages(CHANNEL)) == 1
+
+
+async def test_fail_answers_the_error_the_given_number_of_times(fake: FakeSlack) -> None:
+    fake.fail("chat.postMessage", "channel_not_found", times=2)
+    web = client(fake)
+    for _ in range(2):
+        with pytest.raises(SlackApiError) as raised:
+            await web.chat_postMessage(channel=CHANNEL, text="hi")
+        assert raised.value.response.status_code == 200
+        assert raised.value.response["error"] == "channel_not_found"
+    assert (await web.chat_postMessage(channel=CHANNEL, text="hi"))["ok"] is True
+
+
+async def test_file_download_needs_the_bot_token(fake: FakeSlack) -> None:
+    content = b"%PDF-1.7 fake pdf"
+    file = fake.add_file("F0MANUAL", "manual.pdf", "application/pdf", content)
+    assert file["size"] == len(content)
+    assert file["filetype"] == "pdf"
+    auth = {"Authorization": f"Bearer {fake.bot_token}"}
+
+    async with httpx.AsyncClient() as http:
+        ok = await http.get(file["url_private"], headers=auth)
+        assert ok.status_code == 200
+        assert ok.content == content
+        assert ok.headers["content-type"].startswith("application/pdf")
+        download = await http.get(file["url_private_download"], headers=auth)
+        assert download.content == content
+
+        anonymous = await http.get(file["url_private"])
+        assert anonymous.status_code == 302
+        followed = await http.get(file["url_private"], follow_redirects=True)
+        assert followed.status_code == 200
+        assert followed.content != content
+        assert followed.headers["content-type"].startswith("text/html")
+        wrong = await http.get(file["url_private"], headers={"Authorization": "Bearer xoxb-x"})
+        assert wrong.status_code == 403
+
+    assert [auth_header for _, auth_header in fake.downloads] == [
+        auth["Authorization"],
+        auth["Authorization"],
+        None,
+        None,
+        "Bearer xoxb-x",
+    ]
+    info = await client(fake).files_info(file="F0MANUAL")
+    assert info["file"]["url_private"] == file["url_private"]
+
+
+def test_signed_headers_verify_with_slack_sdk(fake: FakeSlack) -> None:
+    body, headers = fake.signed_request(fake.event_envelope(fake.message_event("hi")))
+    timestamp = headers["X-Slack-Request-Timestamp"]
+    signature = headers["X-Slack-Signature"]
+
+    assert signature.startswith("v0=")
+    assert headers["Content-Type"] == "application/json"
+    assert SignatureVerifier(fake.signing_secret).is_valid(body, timestamp, signature)
+    assert SignatureVerifier(fake.signing_secret).is_valid_request(body, headers)
+    assert not SignatureVerifier("another-secret").is_valid(body, timestamp, signature)
+    assert not SignatureVerifier(fake.signing_secret).is_valid(body + b" ", timestamp, signature)
+
+    forged = fake.signed_headers(body, secret="another-secret")
+    assert not SignatureVerifier(fake.signing_secret).is_valid_request(body, forged)
+    stale = fake.signed_headers(body, timestamp=int(time.time()) - 600)
+    assert not SignatureVerifier(fake.signing_secret).is_valid_request(body, stale)
+    retried = fake.signed_headers(body, retry_num=1, retry_reason="http_timeout")
+    assert retried["X-Slack-Retry-Num"] == "1"
+    assert retried["X-Slack-Retry-Reason"] == "http_timeout"
+
+
+def test_event_builders(fake: FakeSlack) -> None:
+    first = fake.message_event("hi", channel="D0ALICE", channel_type="im")
+    reply = fake.message_event("more", thread_ts=first["ts"], channel="D0ALICE", channel_type="im")
+    mention = fake.message_event("help", mention=True)
+    file = {"id": "F1", "name": "a.png"}
+    shared = fake.message_event("see file", files=[file])
+
+    assert float(first["ts"]) < float(reply["ts"]) < float(mention["ts"]) < float(shared["ts"])
+    assert first["type"] == "message" and first["channel_type"] == "im"
+    assert reply["thread_ts"] == first["ts"] and reply["parent_user_id"] == "U0ALICE"
+    assert mention["type"] == "app_mention"
+    assert mention["text"] == "<@U0BOT> help"
+    assert "channel_type" not in mention
+    assert shared["subtype"] == "file_share" and shared["files"] == [file]
+    assert "subtype" not in first
+    bot_echo = fake.message_event("hello", user=fake.bot_user_id, bot_id=fake.bot_id)
+    assert bot_echo["bot_id"] == fake.bot_id and "client_msg_id" not in bot_echo
+
+    envelope = fake.event_envelope(mention)
+    assert envelope["type"] == "event_callback"
+    assert envelope["event"] is mention
+    assert envelope["event_id"].startswith("Ev")
+    assert envelope["authorizations"][0]["user_id"] == fake.bot_user_id
+    assert fake.event_envelope(mention)["event_id"] != envelope["event_id"]
+    assert fake.event_envelope(mention, team_id="T0OTHER")["team_id"] == "T0OTHER"
+
+
+async def test_streaming_methods_append_text(fake: FakeSlack) -> None:
+    question = fake.message_event("explain", mention=True)
+    web = client(fake)
+
+    started = await web.chat_startStream(
+        channel=CHANNEL,
+        thread_ts=question["ts"],
+        markdown_text="Hello",
+        recipient_team_id=fake.team_id,
+        recipient_user_id="U0ALICE",
+    )
+    ts = started["ts"]
+    await web.chat_appendStream(channel=CHANNEL, ts=ts, markdown_text=", wor")
+    assert fake.messages(CHANNEL, thread_ts=question["ts"])[0]["text"] == "Hello, wor"
+    blocks = [{"type": "context", "elements": [{"type": "mrkdwn", "text": "sources"}]}]
+    stopped = await web.chat_stopStream(channel=CHANNEL, ts=ts, markdown_text="ld!", blocks=blocks)
+    assert stopped["message"]["text"] == "Hello, world!"
+
+    [message] = fake.messages(CHANNEL, thread_ts=question["ts"])
+    assert message["text"] == "Hello, world!"
+    assert message["blocks"] == blocks
+    assert fake.calls_to("chat.startStream")[0].args["recipient_user_id"] == "U0ALICE"
+    with pytest.raises(SlackApiError) as stopped_already:
+        await web.chat_appendStream(channel=CHANNEL, ts=ts, markdown_text="more")
+    assert stopped_already.value.response["error"] == "message_not_in_streaming_state"
+
+    # The SDK's chat_stream() helper sends markdown_text chunks instead of markdown_text.
+    stream = await web.chat_stream(channel=CHANNEL, thread_ts=question["ts"], buffer_size=4)
+    await stream.append(markdown_text="chunked ")
+    await stream.append(markdown_text="answer")
+    await stream.stop()
+    assert fake.messages(CHANNEL, thread_ts=question["ts"])[-1]["text"] == "chunked answer"
+
+
+async def test_users_info(fake: FakeSlack) -> None:
+    fake.add_user("U0CAROL", "Carol Danvers", "carol")
+    web = client(fake)
+
+    carol = (await web.users_info(user="U0CAROL"))["user"]
+    assert carol["real_name"] == "Carol Danvers"
+    assert carol["profile"]["display_name"] == "carol"
+    assert carol["is_bot"] is False
+    assert (await web.users_info(user=fake.bot_user_id))["user"]["is_bot"] is True
+    with pytest.raises(SlackApiError) as missing:
+        await web.users_info(user="U0NOBODY")
+    assert missing.value.response["error"] == "user_not_found"
+    assert fake.calls_to("users.info")[0].http_method == "GET"
+
+
+async def test_reactions_and_conversations_info(fake: FakeSlack) -> None:
+    question = fake.message_event("hi")
+    web = client(fake)
+
+    await web.reactions_add(channel=CHANNEL, timestamp=question["ts"], name="eyes")
+    with pytest.raises(SlackApiError) as twice:
+        await web.reactions_add(channel=CHANNEL, timestamp=question["ts"], name="eyes")
+    assert twice.value.response["error"] == "already_reacted"
+    [stored] = fake.messages(CHANNEL, include_events=True)
+    assert stored["reactions"] == [{"name": "eyes", "users": [fake.bot_user_id], "count": 1}]
+    await web.reactions_remove(channel=CHANNEL, timestamp=question["ts"], name="eyes")
+    assert "reactions" not in fake.messages(CHANNEL, include_events=True)[0]
+    with pytest.raises(SlackApiError) as gone:
+        await web.reactions_remove(channel=CHANNEL, timestamp=question["ts"], name="eyes")
+    assert gone.value.response["error"] == "no_reaction"
+
+    general = (await web.conversations_info(channel=CHANNEL))["channel"]
+    assert general["name"] == "general" and general["is_im"] is False
+    im = (await web.conversations_info(channel="D0ALICE"))["channel"]
+    assert im["is_im"] is True and im["user"] == "U0ALICE"
+    fake.add_channel("C0HELP", "help-desk", is_private=True)
+    private = (await web.conversations_info(channel="C0HELP"))["channel"]
+    assert private["name"] == "help-desk" and private["is_private"] is True
+
+    await web.assistant_threads_setStatus(
+        channel_id="D0ALICE", thread_ts=question["ts"], status="is thinking…"
+    )
+    assert fake.calls_to("assistant.threads.setStatus")[0].args["status"] == "is thinking…"
+
+
+async def test_block_action_payload_and_response_url(fake: FakeSlack) -> None:
+    question = fake.message_event("hi")
+    posted = await client(fake).chat_postMessage(
+        channel=CHANNEL, thread_ts=question["ts"], text="Was this helpful?"
+    )
+    payload = fake.block_action("feedback_up", "up", message_ts=posted["ts"])
+
+    assert payload["type"] == "block_actions"
+    assert payload["message"]["ts"] == posted["ts"]
+    assert payload["message"]["thread_ts"] == question["ts"]
+    assert payload["container"]["channel_id"] == CHANNEL
+    assert payload["actions"][0]["action_id"] == "feedback_up"
+    assert payload["actions"][0]["value"] == "up"
+    body, headers = fake.signed_request(payload)
+    assert body == form_body(payload) == fake.form_body(payload)
+    assert json.loads(parse_qs(body.decode())["payload"][0]) == payload
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert SignatureVerifier(fake.signing_secret).is_valid_request(body, headers)
+
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            payload["response_url"], json={"replace_original": True, "text": "Thanks!"}
+        )
+    assert answer.status_code == 200
+    assert fake.response_urls == [{"replace_original": True, "text": "Thanks!"}]
+    assert fake.messages(CHANNEL, thread_ts=question["ts"])[0]["text"] == "Thanks!"
+
+
+# slack_sdk 3.48 builds the client-credentials header with aiohttp.BasicAuth, deprecated in 3.14.
+@pytest.mark.filterwarnings("ignore:BasicAuth is deprecated:DeprecationWarning")
+async def test_oauth_install_issues_a_workspace_token(fake: FakeSlack) -> None:
+    fake.oauth_codes["code-123"] = "T0OTHER"
+    web = AsyncWebClient(base_url=fake.api_url)
+
+    installed = await web.oauth_v2_access(client_id="111.222", client_secret="shh", code="code-123")
+
+    assert installed["access_token"] == "xoxb-installed-T0OTHER"
+    assert installed["team"]["id"] == "T0OTHER"
+    assert installed["bot_user_id"] == fake.bot_user_id
+    [call] = fake.calls_to("oauth.v2.access")
+    assert call.args["client_id"] == "111.222"  # from HTTP Basic auth
+    assert call.args["code"] == "code-123"
+    assert call.token is None
+    identity = await client(fake, token=installed["access_token"]).auth_test()
+    assert identity["team_id"] == "T0OTHER"
+
+
+async def test_bolt_app_handles_a_signed_mention(fake: FakeSlack) -> None:
+    app = AsyncApp(signing_secret=fake.signing_secret, client=client(fake))
+
+    @app.event("app_mention")
+    async def answer(event: dict[str, Any], say: Any) -> None:
+        await say(text="Hello from bolt", thread_ts=event["ts"])
+
+    mention = fake.message_event("hi", mention=True)
+    body, headers = fake.signed_request(fake.event_envelope(mention))
+    response = await app.async_dispatch(bolt_request(body, headers))
+    assert response.status == 200
+    for _ in range(200):  # bolt acks first and runs the listener in the background
+        if fake.messages(CHANNEL):
+            break
+        await asyncio.sleep(0.01)
+    assert fake.messages(CHANNEL, thread_ts=mention["ts"])[0]["text"] == "Hello from bolt"
+    [post] = fake.calls_to("chat.postMessage")
+    assert post.args["team_id"] == fake.team_id  # bolt's per-request client adds team_id
+
+    forged_headers = fake.signed_headers(body, secret="not-the-secret")
+    rejected = await app.async_dispatch(bolt_request(body, forged_headers))
+    assert rejected.status == 401
