@@ -114,6 +114,7 @@ class SlackAdapter:
     def _register(self) -> None:
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
+        self.app.command("/ask")(self._on_ask)
         self.app.action(re.compile(f"^({render.FEEDBACK_UP}|{render.FEEDBACK_DOWN})$"))(
             self._on_feedback)
         # Anything else Slack sends (other event types this app may be subscribed to) is
@@ -170,6 +171,33 @@ class SlackAdapter:
         finally:
             if task is not None:
                 self._tasks.discard(task)  # type: ignore[arg-type]
+
+    async def _on_ask(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
+        question = str(command.get("text") or "").strip()
+        if not question:
+            await ack("Ask a question after the command, like "
+                      "`/ask how do I reset my password?`")
+            return
+        await ack()
+        workspace = await self._identify()
+        if command.get("team_id") not in (None, workspace.team_id):
+            await respond("This app is not set up for this workspace.")
+            return
+        user = str(command.get("user_id") or "")
+        channel_id = str(command.get("channel_id") or "")
+        poster = SlackReplyChannel(self.client, channel_id, "",
+                                   update_interval=self._update_interval)
+        root = await poster.send(f"*<@{user}> asked:* {render.escape(question)}",
+                                 thread_ts=None)
+        if root is None:
+            await respond("I can't post in this channel. Invite me with `/invite @bothub`, "
+                          "or ask me in a direct message.")
+            return
+        message = inbound.command_message(
+            command, workspace, thread_ts=root, display_name=await self._user_name(user),
+            channel_name=str(command.get("channel_name") or ""))
+        await self._engine.handle(message, SlackReplyChannel(
+            self.client, channel_id, root, update_interval=self._update_interval))
 
     async def _on_feedback(self, ack: Any, body: dict[str, Any],
                            action: dict[str, Any]) -> None:

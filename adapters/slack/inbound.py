@@ -75,3 +75,18 @@ def _attachment(file: Mapping[str, Any], fetcher: Callable[[str], FetchBytes]) -
                       content_type=str(file.get("mimetype") or "application/octet-stream"),
                       size=int(size) if isinstance(size, int) else None,
                       url=url or None, fetch=fetcher(url) if url else None)
+
+
+def command_message(command: Mapping[str, Any], workspace: Workspace, *, thread_ts: str,
+                    display_name: str, channel_name: str) -> Message:
+    """`/ask question`: the bot posts the question as a thread root and answers below it."""
+    channel = str(command["channel_id"])
+    direct = channel.startswith("D")
+    return Message(
+        key=ConversationKey("slack", workspace.team_id, channel, thread_ts),
+        id=f"command:{command.get('trigger_id') or thread_ts}",
+        author=Author(id=str(command.get("user_id")), display_name=display_name),
+        text=str(command.get("text") or "").strip(), mentioned=True, direct=direct,
+        channel_name="a direct message" if direct else (f"#{channel_name}" if channel_name
+                                                        else ""),
+        raw=dict(command))

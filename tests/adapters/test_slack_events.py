@@ -306,3 +306,44 @@ def test_fifty_concurrent_threads_are_each_answered_in_their_own_thread(
         assert answer["thread_ts"] == event["ts"]
     assert len(fake_openai.chat_requests()) == 50
     assert json.dumps(fake_slack.calls_to("chat.postMessage")[0].args)  # recorded as sent
+
+
+def ask_command(fake: FakeSlack, text: str, *, channel: str = "C0GENERAL") -> tuple[bytes, dict]:
+    from urllib.parse import urlencode
+
+    fields = {"token": "legacy", "team_id": fake.team_id, "team_domain": "test",
+              "channel_id": channel, "channel_name": "general", "user_id": "U0ALICE",
+              "user_name": "alice", "command": "/ask", "text": text, "api_app_id": "A0TEST",
+              "is_enterprise_install": "false",
+              "response_url": f"{fake.base_url}/commands/response", "trigger_id": "13345.98"}
+    body = urlencode(fields).encode()
+    return body, fake.signed_headers(body, content_type="application/x-www-form-urlencoded")
+
+
+def test_the_ask_command_posts_the_question_and_answers_in_its_thread(
+        server: LiveServer, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    body, headers = ask_command(fake_slack, "how do exports work?")
+    response = httpx.post(f"{server.url}/slack/events", content=body, headers=headers)
+    assert response.status_code == 200
+    root = wait_for(lambda: next((m for m in fake_slack.messages("C0GENERAL")
+                                  if "asked:" in m.get("text", "")), None))
+    assert root["text"] == "*<@U0ALICE> asked:* how do exports work?"
+    [answer] = wait_for(lambda: answers(fake_slack, "C0GENERAL", root["ts"]))
+    assert answer["text"] == "You said: how do exports work?"
+
+    empty_body, empty_headers = ask_command(fake_slack, "   ")
+    hint = httpx.post(f"{server.url}/slack/events", content=empty_body, headers=empty_headers)
+    assert hint.status_code == 200 and "/ask how do I reset my password?" in hint.text
+
+
+def test_one_users_dm_never_reaches_another_users_conversation(
+        server: LiveServer, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    alice = fake_slack.message_event("my invoice number is INV-7731", channel="D0ALICE",
+                                     channel_type="im")
+    send(server, fake_slack, fake_slack.event_envelope(alice))
+    wait_for(lambda: answers(fake_slack, "D0ALICE", alice["ts"]))
+    bob = fake_slack.message_event("what is my invoice number?", user="U0BOB",
+                                   channel="D0BOB", channel_type="im")
+    send(server, fake_slack, fake_slack.event_envelope(bob))
+    wait_for(lambda: answers(fake_slack, "D0BOB", bob["ts"]))
+    assert "INV-7731" not in json.dumps(fake_openai.chat_requests()[-1]["messages"])
