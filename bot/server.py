@@ -35,7 +35,8 @@ async def _knowledge_health(hub: Hub) -> dict[str, object]:
                 "trigger": last.trigger}}
 
 
-def platform_adapters(hub: Hub, *, slack_update_interval: float = 1.0) -> list[Any]:
+def platform_adapters(hub: Hub, *, slack_update_interval: float = 1.0,
+                      slack_native_streaming: bool = True) -> list[Any]:
     """The adapters the settings ask for; each brings its own routes."""
     settings = hub.settings
     adapters: list[Any] = []
@@ -45,7 +46,8 @@ def platform_adapters(hub: Hub, *, slack_update_interval: float = 1.0) -> list[A
         adapters.append(SlackAdapter(
             hub.engine, bot_token=settings.slack_bot_token.get_secret_value(),
             signing_secret=settings.slack_signing_secret.get_secret_value(),
-            api_url=settings.slack_api_url, update_interval=slack_update_interval))
+            api_url=settings.slack_api_url, update_interval=slack_update_interval,
+            native_streaming=slack_native_streaming))
     return adapters
 
 

@@ -27,7 +27,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import inbound, render
-from adapters.slack.channel import SlackReplyChannel
+from adapters.slack.channel import NativeStreaming, SlackReplyChannel
 from adapters.slack.inbound import Workspace
 from bot.engine import Engine
 from bot.model import FetchBytes
@@ -58,10 +58,12 @@ class SlackAdapter:
     name = "slack"
 
     def __init__(self, engine: Engine, *, bot_token: str, signing_secret: str,
-                 api_url: str = "https://slack.com/api/", update_interval: float = 1.0) -> None:
+                 api_url: str = "https://slack.com/api/", update_interval: float = 1.0,
+                 native_streaming: bool = True) -> None:
         self._engine = engine
         self._token = bot_token
         self._update_interval = update_interval
+        self._native = NativeStreaming(enabled=native_streaming)
         self._file_hosts = {urlsplit(api_url).hostname or "slack.com"}
         self.client = AsyncWebClient(token=bot_token, base_url=api_url)
         self.client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
@@ -166,7 +168,9 @@ class SlackAdapter:
                 event, workspace, display_name=await self._user_name(str(event.get("user"))),
                 channel_name=await self._channel_name(event), fetcher=self._fetcher)
             channel = SlackReplyChannel(self.client, str(event["channel"]), message.key.thread,
-                                        update_interval=self._update_interval)
+                                        update_interval=self._update_interval,
+                                        recipient=(workspace.team_id, message.author.id),
+                                        native=self._native)
             await self._engine.handle(message, channel)
         finally:
             if task is not None:
@@ -197,7 +201,8 @@ class SlackAdapter:
             command, workspace, thread_ts=root, display_name=await self._user_name(user),
             channel_name=str(command.get("channel_name") or ""))
         await self._engine.handle(message, SlackReplyChannel(
-            self.client, channel_id, root, update_interval=self._update_interval))
+            self.client, channel_id, root, update_interval=self._update_interval,
+            recipient=(workspace.team_id, user), native=self._native))
 
     async def _on_feedback(self, ack: Any, body: dict[str, Any],
                            action: dict[str, Any]) -> None:

@@ -1,9 +1,11 @@
-"""Answers into a Slack thread: a placeholder at once, then the text growing by `chat.update`.
+"""Answers into a Slack thread, streamed.
 
-Updates are throttled (Slack allows about one message write per second per channel) and a 429
-is retried by the client after its Retry-After. If the message cannot be updated any more (it
-was deleted, the thread is gone) the stream stops updating and the final answer is posted as a
-new message, so the answer is never lost to a failed edit.
+Where the workspace offers Slack's chat streaming (`chat.startStream` / `appendStream` /
+`stopStream`), the answer streams natively. Elsewhere a placeholder appears at once and the text
+grows by `chat.update`. Either way writes are throttled (Slack allows about one message write
+per second per channel) and a 429 is retried by the client after its Retry-After. If the message
+cannot be written any more (deleted, thread gone, stream expired) the final answer is posted as
+a new message, so the answer is never lost to a failed edit.
 """
 
 from __future__ import annotations
@@ -24,15 +26,28 @@ log = structlog.get_logger(__name__)
 PLACEHOLDER = "_Looking into it…_"
 GONE = {"message_not_found", "channel_not_found", "thread_not_found", "cant_update_message",
         "is_archived", "not_in_channel", "edit_window_closed"}
+# Answers to chat.startStream meaning "not for this workspace or app": stop trying.
+STREAMING_UNSUPPORTED = {"unknown_method", "method_deprecated", "not_allowed_token_type",
+                         "feature_not_enabled", "team_not_allowed", "missing_scope"}
+
+
+class NativeStreaming:
+    """Whether Slack's chat streaming works here: unknown until tried, then remembered."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.available: bool | None = None if enabled else False
 
 
 class SlackReplyChannel:
     def __init__(self, client: AsyncWebClient, channel: str, thread_ts: str, *,
-                 update_interval: float = 1.0) -> None:
+                 update_interval: float = 1.0, recipient: tuple[str, str] | None = None,
+                 native: NativeStreaming | None = None) -> None:
         self.client = client
         self.channel = channel
         self.thread_ts = thread_ts
         self.update_interval = update_interval
+        self._recipient = recipient  # (team id, user id): native streams require them
+        self._native = native or NativeStreaming(enabled=False)
 
     async def post(self, reply: Reply) -> None:
         for text, blocks in render.messages(reply):
@@ -54,6 +69,20 @@ class SlackReplyChannel:
         return str(response["ts"])
 
     async def stream(self) -> ReplyStream:
+        if self._native.available is not False and self._recipient is not None:
+            team, user = self._recipient
+            try:
+                response = await self.client.chat_startStream(
+                    channel=self.channel, thread_ts=self.thread_ts, recipient_team_id=team,
+                    recipient_user_id=user)
+            except SlackApiError as exc:
+                error = exc.response.get("error")
+                log.info("slack.native_streaming_unavailable", error=error)
+                if error in STREAMING_UNSUPPORTED:
+                    self._native.available = False
+            else:
+                self._native.available = True
+                return NativeSlackStream(self, str(response["ts"]))
         ts = await self.send(PLACEHOLDER)
         return SlackStream(self, ts)
 
@@ -108,3 +137,52 @@ class SlackStream:
             await self._channel.send(text, blocks)
         for text, blocks in parts[1:]:
             await self._channel.send(text, blocks)
+
+
+class NativeSlackStream:
+    """Slack's own streaming: Markdown appended to a message Slack renders as it grows."""
+
+    def __init__(self, channel: SlackReplyChannel, ts: str) -> None:
+        self._channel = channel
+        self._ts = ts
+        self._sent = ""  # what Slack has been given
+        self._pending = ""
+        self._broken = False
+        self._last = time.monotonic()
+
+    async def append(self, text: str) -> None:
+        self._pending += text
+        if time.monotonic() - self._last >= self._channel.update_interval:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._pending or self._broken:
+            return
+        self._last = time.monotonic()
+        try:
+            await self._channel.client.chat_appendStream(
+                channel=self._channel.channel, ts=self._ts, markdown_text=self._pending)
+        except SlackApiError as exc:  # the stream expired or the message is gone
+            log.warning("slack.stream_append_failed", error=exc.response.get("error"))
+            self._broken = True
+            return
+        self._sent += self._pending
+        self._pending = ""
+
+    async def finish(self, reply: Reply) -> None:
+        extras = [block for block in (render.sources_block(reply), render.feedback_block(reply))
+                  if block is not None]
+        if not self._broken:
+            shown = self._sent + self._pending
+            # The final text normally extends what was streamed; a notice that replaces it
+            # (a failure before any answer) is streamed whole.
+            rest = (reply.text[len(shown.rstrip()):] if reply.text.startswith(shown.rstrip())
+                    else ("\n\n" if shown else "") + reply.text)
+            try:
+                await self._channel.client.chat_stopStream(
+                    channel=self._channel.channel, ts=self._ts,
+                    markdown_text=(self._pending + rest) or None, blocks=extras or None)
+                return
+            except SlackApiError as exc:
+                log.warning("slack.stream_stop_failed", error=exc.response.get("error"))
+        await self._channel.post(reply)

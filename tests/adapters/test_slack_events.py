@@ -44,6 +44,13 @@ def slack_settings(tmp_path: Path, fake_openai: FakeOpenAI, fake_slack: FakeSlac
 
 
 def slack_app(hub: Any) -> Any:
+    """Streaming by edits (the path for workspaces without Slack's chat streaming)."""
+    return create_app(hub, services=False, adapters=platform_adapters(
+        hub, slack_update_interval=0.05, slack_native_streaming=False))
+
+
+def slack_app_native(hub: Any) -> Any:
+    """The product default: Slack's chat streaming where the workspace offers it."""
     return create_app(hub, services=False,
                       adapters=platform_adapters(hub, slack_update_interval=0.05))
 
@@ -347,3 +354,51 @@ def test_one_users_dm_never_reaches_another_users_conversation(
     send(server, fake_slack, fake_slack.event_envelope(bob))
     wait_for(lambda: answers(fake_slack, "D0BOB", bob["ts"]))
     assert "INV-7731" not in json.dumps(fake_openai.chat_requests()[-1]["messages"])
+
+
+@pytest.fixture
+def native_server(tmp_path: Path, fake_openai: FakeOpenAI,
+                  fake_slack: FakeSlack) -> Iterator[LiveServer]:
+    with running_server(slack_settings(tmp_path, fake_openai, fake_slack),
+                        slack_app_native) as live:
+        yield live
+
+
+def test_native_chat_streaming_is_used_where_available(
+        native_server: LiveServer, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    fake_openai.queue(ScriptedReply(text="Open **Settings**, then *Security* [1].",
+                                    chunk_delay=0.03))
+    event = fake_slack.message_event("reset password?", mention=True)
+    send(native_server, fake_slack, fake_slack.event_envelope(event))
+    [answer] = wait_for(lambda: answers(fake_slack, "C0GENERAL", event["ts"]))
+
+    [start] = fake_slack.calls_to("chat.startStream")
+    assert start.args["thread_ts"] == event["ts"]
+    assert (start.args["recipient_team_id"], start.args["recipient_user_id"]) == (
+        fake_slack.team_id, "U0ALICE")
+    assert fake_slack.calls_to("chat.appendStream")  # it grew before it stopped
+    assert fake_slack.calls_to("chat.postMessage") == []  # no placeholder needed
+    assert answer["text"] == "Open **Settings**, then *Security* [1]."  # Markdown, natively
+
+
+def test_without_native_streaming_the_answer_streams_by_edits_and_it_is_remembered(
+        native_server: LiveServer, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    fake_slack.fail("chat.startStream", "unknown_method", times=10)
+    for n in range(2):
+        event = fake_slack.message_event(f"question {n}", mention=True)
+        send(native_server, fake_slack, fake_slack.event_envelope(event))
+        [answer] = wait_for(lambda e=event: answers(fake_slack, "C0GENERAL", e["ts"]))
+        assert answer["text"] == f"You said: question {n}"
+    assert len(fake_slack.calls_to("chat.startStream")) == 1  # not tried again
+    assert len(fake_slack.calls_to("chat.postMessage")) == 2  # the placeholders
+
+
+def test_a_native_stream_that_expires_mid_answer_is_posted_anew(
+        native_server: LiveServer, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    fake_openai.queue(ScriptedReply(text="A long answer " * 10, chunk_delay=0.02))
+    fake_slack.fail("chat.appendStream", "message_not_in_streaming_state", times=20)
+    event = fake_slack.message_event("long one", mention=True)
+    send(native_server, fake_slack, fake_slack.event_envelope(event))
+    [answer] = wait_for(lambda: answers(fake_slack, "C0GENERAL", event["ts"]))
+    assert answer["text"].startswith("A long answer")
+    assert fake_slack.calls_to("chat.stopStream") == []
