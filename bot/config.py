@@ -352,9 +352,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _slack_needs_its_secret(self) -> Settings:
-        if self.slack_bot_token is not None and self.slack_signing_secret is None:
-            raise ValueError("SLACK_SIGNING_SECRET is required with SLACK_BOT_TOKEN: every "
-                             "request from Slack is verified with it")
+        if (self.slack_bot_token is not None and self.slack_signing_secret is None
+                and self.slack_app_token is None):
+            raise ValueError("SLACK_BOT_TOKEN needs SLACK_SIGNING_SECRET (to verify Slack's "
+                             "HTTP requests) or SLACK_APP_TOKEN (for Socket Mode)")
         return self
 
     @property

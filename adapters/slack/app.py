@@ -1,6 +1,8 @@
-"""The Slack adapter: slack-bolt (async) on `POST /slack/events`.
+"""The Slack adapter: slack-bolt (async) on `POST /slack/events`, or over Socket Mode.
 
-Bolt verifies each request's signature and timestamp (401 otherwise) and acknowledges within
+Over HTTP, each request's signature and timestamp are verified (401 otherwise); Socket Mode
+(`SLACK_APP_TOKEN`) needs no public URL: the app token authenticates a websocket that bothub
+opens to Slack. Either way bolt acknowledges within
 Slack's 3 seconds; the answer is worked out after the ack. A delivery Slack retries
 (`X-Slack-Retry-Num`), or the `message` twin of an `app_mention`, carries the same message ts,
 which the engine stores once: a restart does not forget it, so no question is answered twice.
@@ -19,6 +21,7 @@ import httpx
 import structlog
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
@@ -57,9 +60,9 @@ def well_formed(body: bytes, content_type: str) -> bool:
 class SlackAdapter:
     name = "slack"
 
-    def __init__(self, engine: Engine, *, bot_token: str, signing_secret: str,
-                 api_url: str = "https://slack.com/api/", update_interval: float = 1.0,
-                 native_streaming: bool = True) -> None:
+    def __init__(self, engine: Engine, *, bot_token: str, signing_secret: str | None,
+                 app_token: str | None = None, api_url: str = "https://slack.com/api/",
+                 update_interval: float = 1.0, native_streaming: bool = True) -> None:
         self._engine = engine
         self._token = bot_token
         self._update_interval = update_interval
@@ -67,17 +70,23 @@ class SlackAdapter:
         self._file_hosts = {urlsplit(api_url).hostname or "slack.com"}
         self.client = AsyncWebClient(token=bot_token, base_url=api_url)
         self.client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
-        self.app = AsyncApp(client=self.client, signing_secret=signing_secret,
+        self.app = AsyncApp(client=self.client, signing_secret=signing_secret or "",
+                            request_verification_enabled=signing_secret is not None,
                             process_before_response=False)
         self._handler = AsyncSlackRequestHandler(self.app)
-        self._verifier = SignatureVerifier(signing_secret)
+        self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
+        self._app_token = app_token
+        self._socket: AsyncSocketModeHandler | None = None
         self._workspace: Workspace | None = None
         self._names: OrderedDict[str, str] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._register()
 
     def router(self) -> APIRouter:
+        """`POST /slack/events` when a signing secret is set (no route in Socket Mode only)."""
         router = APIRouter()
+        if self._verifier is None:
+            return router
 
         @router.post("/slack/events", include_in_schema=False)
         async def events(request: Request) -> Response:
@@ -93,6 +102,7 @@ class SlackAdapter:
         return router
 
     def _signed(self, body: bytes, headers: dict[str, str]) -> bool:
+        assert self._verifier is not None
         try:  # slack_sdk decodes the body as UTF-8 to sign it: other bytes cannot be Slack's
             return self._verifier.is_valid_request(body, headers)
         except UnicodeDecodeError:
@@ -100,9 +110,27 @@ class SlackAdapter:
 
     async def start(self) -> None:
         await self._identify()
+        if self._app_token:
+            socket = AsyncSocketModeHandler(self.app, self._app_token)
+            # A bad app token would otherwise be retried quietly forever: say so once, clearly.
+            try:
+                await socket.client.issue_new_wss_url()
+            except SlackApiError as exc:
+                log.error("slack.socket_mode_unavailable", error=exc.response.get("error"),
+                          hint="SLACK_APP_TOKEN must be an app-level token (xapp-…) with the "
+                               "connections:write scope, and Socket Mode enabled for the app")
+                await socket.client.close()
+                return
+            await socket.connect_async()
+            self._socket = socket
+            log.info("slack.socket_mode_connected")
 
     async def stop(self) -> None:
-        """Let answers in progress finish: their questions were already acknowledged."""
+        """Stop taking events, then let answers in progress finish: their questions were
+        already acknowledged."""
+        if self._socket is not None:
+            await self._socket.close_async()
+            self._socket = None
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=30)
 

@@ -402,3 +402,45 @@ def test_a_native_stream_that_expires_mid_answer_is_posted_anew(
     [answer] = wait_for(lambda: answers(fake_slack, "C0GENERAL", event["ts"]))
     assert answer["text"].startswith("A long answer")
     assert fake_slack.calls_to("chat.stopStream") == []
+
+
+@pytest.fixture
+def socket_server(tmp_path: Path, fake_openai: FakeOpenAI,
+                  fake_slack: FakeSlack) -> Iterator[LiveServer]:
+    settings = make_settings(tmp_path, fake_openai, slack_bot_token=fake_slack.bot_token,
+                             slack_app_token=fake_slack.app_token,
+                             slack_api_url=fake_slack.api_url)
+    with running_server(settings, slack_app) as live:
+        yield live
+
+
+def test_socket_mode_takes_events_without_a_public_url_and_survives_a_dropped_socket(
+        socket_server: LiveServer, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    wait_for(lambda: fake_slack.connected_sockets == 1)
+    assert httpx.post(f"{socket_server.url}/slack/events", content=b"{}").status_code == 404
+
+    first = fake_slack.message_event("over the socket?", mention=True)
+    envelope_id = fake_slack.push_event(fake_slack.event_envelope(first))
+    fake_slack.wait_for_ack(envelope_id)
+    [answer] = wait_for(lambda: answers(fake_slack, "C0GENERAL", first["ts"]))
+    assert answer["text"] == "You said: over the socket?"
+
+    fake_slack.drop_connections()
+    again = fake_slack.push_event(fake_slack.event_envelope(first), retry_attempt=1,
+                                  retry_reason="timeout")
+    fake_slack.wait_for_ack(again, timeout=15)  # reconnected, and the redelivery acked
+    second = fake_slack.message_event("still there?", mention=True)
+    fake_slack.push_event(fake_slack.event_envelope(second))
+    wait_for(lambda: answers(fake_slack, "C0GENERAL", second["ts"]), timeout=15)
+    assert fake_slack.socket_connections >= 2
+    assert len(answers(fake_slack, "C0GENERAL", first["ts"])) == 1  # the retry: no new answer
+    assert len(fake_openai.chat_requests()) == 2
+
+
+def test_a_bad_app_token_is_reported_and_the_rest_of_the_hub_still_serves(
+        tmp_path: Path, fake_openai: FakeOpenAI, fake_slack: FakeSlack) -> None:
+    settings = make_settings(tmp_path, fake_openai, slack_bot_token=fake_slack.bot_token,
+                             slack_app_token="xapp-wrong", slack_api_url=fake_slack.api_url)
+    with running_server(settings, slack_app) as live:
+        assert httpx.get(f"{live.url}/healthz").json()["status"] == "ok"
+        assert fake_slack.socket_connections == 0

@@ -17,6 +17,13 @@ Wire details this mirrors (slack_sdk 3.48):
   Basic auth with client_id:client_secret.
 * Answers are HTTP 200 `{"ok": true, ...}` / `{"ok": false, "error": ...}`; rate limits are HTTP
   429 with `Retry-After` (seconds) and `{"ok": false, "error": "ratelimited"}`.
+* Socket Mode: `apps.connections.open` (app-level `xapp-` token in the Authorization header) answers
+  a `ws://.../link/?ticket=...&app_id=...` URL. On connecting, the server sends `hello`; it then
+  sends envelopes (`{"envelope_id", "payload", "type": "events_api" | "interactive" |
+  "slash_commands", "accepts_response_payload", ...}`) and the client acks each with a text frame
+  `{"envelope_id": ..., "payload"?: ...}`. slack_sdk's aiohttp client pings right after connecting
+  (`sdk-ping-pong:<time>`) and reads the pong; when the server closes the socket it calls
+  `apps.connections.open` again and reconnects.
 
 Typical use::
 
@@ -26,6 +33,18 @@ Typical use::
         body, headers = fake.signed_request(fake.event_envelope(event))
         ...  # POST body/headers to the bot's /slack/events endpoint
         assert fake.messages("C0GENERAL", thread_ts=event["ts"])[-1]["text"] == "Hello!"
+
+Socket Mode with Bolt: the handler's web client defaults to `app.client`, and
+`apps.connections.open` sends the app token in place of the client's own, so pointing the app's
+client at the fake is enough::
+
+    app = AsyncApp(client=AsyncWebClient(token=fake.bot_token, base_url=fake.api_url))
+    handler = AsyncSocketModeHandler(app, fake.app_token)
+    await handler.connect_async()
+    envelope_id = fake.push_event(fake.event_envelope(fake.message_event("hi", mention=True)))
+    ack = await fake.wait_for_ack_async(envelope_id)
+    ...
+    await handler.close_async()
 """
 
 from __future__ import annotations
@@ -43,23 +62,26 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from slack_sdk.signature import SignatureVerifier
 
 __all__ = [
+    "DEFAULT_APP_TOKEN",
     "DEFAULT_BOT_TOKEN",
     "DEFAULT_SIGNING_SECRET",
     "FakeSlack",
     "SlackCall",
+    "SocketFrame",
     "form_body",
 ]
 
 DEFAULT_BOT_TOKEN = "xoxb-test-token"
+DEFAULT_APP_TOKEN = "xapp-1-test-token"
 DEFAULT_SIGNING_SECRET = "test-signing-secret"
 DEFAULT_TEAM_ID = "T0TEST"
 DEFAULT_TEAM_NAME = "Test Workspace"
@@ -101,6 +123,14 @@ _INTERACTIVE_TYPES = frozenset(
     }
 )
 _FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+# Socket Mode: what the hello message reports, and how long to wait for acks / closing sockets.
+_SOCKET_DEBUG_INFO = {
+    "host": "applink-fake",
+    "build_number": 10,
+    "approximate_connection_time": 18060,
+}
+_ACK_TIMEOUT = 5.0
+_ACK_POLL_INTERVAL = 0.005
 _LOGIN_PAGE = (
     "<!DOCTYPE html><html><head><title>Slack</title></head>"
     "<body><h1>Sign in to Test Workspace</h1></body></html>"
@@ -117,6 +147,23 @@ class SlackCall:
     at: float  # time.monotonic() when it arrived
     http_method: str = "POST"
     content_type: str = ""  # "application/json", "application/x-www-form-urlencoded" or ""
+
+
+@dataclass
+class SocketFrame:
+    """One websocket frame a Socket Mode client sent to the fake."""
+
+    kind: str  # "text", "binary", "ping", "pong" or "close"
+    data: Any  # text: the decoded JSON (the raw string if not JSON); ping/pong: bytes; close: code
+    connection: int  # which connection sent it: 1 for the first since the last reset()
+    at: float  # time.monotonic() when it arrived
+
+
+@dataclass
+class _SocketConnection:
+    ws: web.WebSocketResponse
+    number: int  # 1-based, counted since the last reset()
+    generation: int  # the reset() it belongs to: frames from older ones are not recorded
 
 
 class _SlackError(Exception):
@@ -169,6 +216,7 @@ class FakeSlack:
     """The fake server; see the module docstring. Public attributes may be changed at any time."""
 
     bot_token: str = DEFAULT_BOT_TOKEN
+    app_token: str = DEFAULT_APP_TOKEN
     signing_secret: str = DEFAULT_SIGNING_SECRET
     team_id: str = DEFAULT_TEAM_ID
     bot_user_id: str = DEFAULT_BOT_USER_ID
@@ -176,6 +224,10 @@ class FakeSlack:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
+        self._acked = threading.Condition(self._lock)  # notified whenever an ack arrives
+        self._generations = itertools.count()
+        self._send_lock: asyncio.Lock | None = None  # created on the server's loop
+        self._tasks: set[asyncio.Task[Any]] = set()  # background sends/closes on the loop
         self._ts_counter = itertools.count()
         self._id_counter = itertools.count(1)
         self._thread: threading.Thread | None = None
@@ -199,12 +251,14 @@ class FakeSlack:
             "files.info": self._files_info,
             "assistant.threads.setStatus": self._assistant_set_status,
             "oauth.v2.access": self._oauth_v2_access,
+            "apps.connections.open": self._apps_connections_open,
         }
         self._init_state()
 
     def _init_state(self) -> None:
         """Every piece of per-test state, at its default. Called with the lock held (or in init)."""
         self.bot_token = DEFAULT_BOT_TOKEN
+        self.app_token = DEFAULT_APP_TOKEN
         self.signing_secret = DEFAULT_SIGNING_SECRET
         self.team_id = DEFAULT_TEAM_ID
         self.bot_user_id = DEFAULT_BOT_USER_ID
@@ -228,6 +282,16 @@ class FakeSlack:
         self._streaming: set[tuple[str, str]] = set()
         self._response_url_targets: dict[str, tuple[str, str, str | None]] = {}
         self._outcomes: dict[str, collections.deque[tuple[str, Any]]] = {}
+        # Socket Mode
+        self.socket_frames: list[SocketFrame] = []  # every frame clients sent, in order
+        self.acks: list[dict[str, Any]] = []  # text frames carrying an envelope_id
+        self.envelopes: list[dict[str, Any]] = []  # every envelope pushed, in order
+        self.socket_connections = 0  # websocket connections accepted so far
+        self._socket_generation = next(self._generations)
+        self._sockets: list[_SocketConnection] = []  # open and deliverable, oldest first
+        self._tickets: set[str] = set()
+        self._undelivered: collections.deque[tuple[str, str]] = collections.deque()
+        self._delivered: dict[str, int] = {}  # envelope_id -> connection number
         self.add_user("U0ALICE", "Alice Example", "alice")
         self.add_user("U0BOB", "Bob Example", "bob")
         self._add_bot_user()
@@ -324,20 +388,27 @@ class FakeSlack:
             await runner.cleanup()
             ready.set()
             return
+        self._send_lock = asyncio.Lock()
         self._loop = loop
         self._stop_requested = stop_requested
         ready.set()
         try:
             await stop_requested.wait()
         finally:
+            with self._lock:
+                sockets, self._sockets = self._sockets, []
+            await self._close_sockets(sockets, code=1001, grace=_SHUTDOWN_GRACE)
             await runner.cleanup()
 
     # -- scripting and inspection ------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget calls, messages, files and scripts and restore every default."""
+        """Forget calls, messages, files and scripts and restore every default. Open Socket Mode
+        connections are closed from the server side; their frames are no longer recorded."""
         with self._lock:
+            sockets = self._sockets
             self._init_state()
+        self._close_later(sockets)
 
     def calls_to(self, method: str) -> list[SlackCall]:
         """The recorded calls of one Web API method, in order."""
@@ -493,6 +564,133 @@ class FakeSlack:
                     continue
                 result.append(self._view(channel, message))
             return result
+
+    # -- Socket Mode -------------------------------------------------------------------------
+
+    @property
+    def connected_sockets(self) -> int:
+        """How many Socket Mode websockets are open now (`socket_connections` counts them all)."""
+        with self._lock:
+            return len(self._sockets)
+
+    def push_event(
+        self, envelope_payload: dict[str, Any], *, retry_attempt: int = 0, retry_reason: str = ""
+    ) -> str:
+        """Send an Events API envelope (e.g. from event_envelope()) over Socket Mode; return its
+        envelope_id. Like the other push_*() methods this returns at once (from any thread):
+        the envelope goes to the newest open connection, or waits for a client to connect."""
+        return self._push(
+            "events_api",
+            envelope_payload,
+            accepts_response_payload=False,
+            retry_attempt=retry_attempt,
+            retry_reason=retry_reason,
+        )
+
+    def push_interactive(
+        self, payload: dict[str, Any], *, accepts_response_payload: bool = True
+    ) -> str:
+        """Send an interactivity payload (e.g. from block_action()) over Socket Mode."""
+        return self._push("interactive", payload, accepts_response_payload=accepts_response_payload)
+
+    def push_slash_command(self, fields: dict[str, Any]) -> str:
+        """Send a slash command over Socket Mode. `fields` (e.g. {"command": "/ask", "text": ...})
+        override Slack's defaults: "/bothub" typed by U0ALICE in C0GENERAL. Unless given, the
+        response_url points at this server (POSTs land in `response_urls`)."""
+        channel = str(fields.get("channel_id", "C0GENERAL"))
+        user = str(fields.get("user_id", "U0ALICE"))
+        with self._lock:
+            user_name = str(self.users.get(user, {}).get("name", user.lower()))
+            channel_name = str(self._make_channel(channel).get("name", channel))
+            key = f"{self.team_id}/{next(self._id_counter)}/{uuid.uuid4().hex[:24]}"
+            if "response_url" not in fields:
+                self._response_url_targets[key] = (channel, "", None)
+        payload: dict[str, Any] = {
+            "token": self.verification_token,
+            "team_id": self.team_id,
+            "team_domain": "test-workspace",
+            "channel_id": channel,
+            "channel_name": channel_name,
+            "user_id": user,
+            "user_name": user_name,
+            "command": "/bothub",
+            "text": "",
+            "api_app_id": self.app_id,
+            "is_enterprise_install": "false",
+            "response_url": f"{self.base_url}/commands/{key}",
+            "trigger_id": f"{next(self._id_counter)}.{int(time.time())}.{uuid.uuid4().hex}",
+        }
+        payload.update(fields)
+        return self._push("slash_commands", payload, accepts_response_payload=True)
+
+    def wait_for_ack(self, envelope_id: str, timeout: float = _ACK_TIMEOUT) -> dict[str, Any]:
+        """Block until the client acks `envelope_id`; return the ack frame. For a client running
+        in another thread or process: in an async test await wait_for_ack_async() instead, so
+        the client on the test's loop can run."""
+        deadline = time.monotonic() + timeout
+        with self._acked:
+            while (ack := self._ack_for(envelope_id)) is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(self._no_ack_message(envelope_id, timeout))
+                self._acked.wait(remaining)
+            return ack
+
+    async def wait_for_ack_async(
+        self,
+        envelope_id: str,
+        timeout: float = _ACK_TIMEOUT,  # noqa: ASYNC109 -- mirrors wait_for_ack()
+    ) -> dict[str, Any]:
+        """wait_for_ack() without blocking the calling event loop."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                ack = self._ack_for(envelope_id)
+                if ack is not None:
+                    return ack
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(self._no_ack_message(envelope_id, timeout))
+            await asyncio.sleep(_ACK_POLL_INTERVAL)
+
+    def drop_connections(self) -> None:
+        """Close every Socket Mode websocket from the server side (returns at once). Nothing more
+        is sent on them; a client with auto-reconnect calls apps.connections.open again."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        self._close_later(sockets)
+
+    def _push(self, kind: str, payload: dict[str, Any], **fields: Any) -> str:
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("FakeSlack is not started")
+        envelope_id = str(uuid.uuid4())
+        envelope = {"envelope_id": envelope_id, "payload": payload, "type": kind, **fields}
+        text = json.dumps(envelope, separators=(",", ":"))
+        with self._lock:
+            self.envelopes.append(json.loads(text))
+            self._undelivered.append((envelope_id, text))
+        loop.call_soon_threadsafe(self._spawn, self._deliver())
+        return envelope_id
+
+    def _ack_for(self, envelope_id: str) -> dict[str, Any] | None:
+        for ack in self.acks:
+            if ack.get("envelope_id") == envelope_id:
+                return copy.deepcopy(ack)
+        return None
+
+    def _no_ack_message(self, envelope_id: str, timeout: float) -> str:
+        if not any(e["envelope_id"] == envelope_id for e in self.envelopes):
+            return f"envelope {envelope_id} was never pushed (or reset() forgot it)"
+        connection = self._delivered.get(envelope_id)
+        if connection is None:
+            return (
+                f"envelope {envelope_id} was not delivered within {timeout} s: no Socket Mode "
+                f"client connected (connections so far: {self.socket_connections})"
+            )
+        return (
+            f"envelope {envelope_id} was sent on connection {connection} but not acked within "
+            f"{timeout} s; acks received: {[a.get('envelope_id') for a in self.acks]}"
+        )
 
     # -- signed requests from Slack ----------------------------------------------------------
 
@@ -1118,6 +1316,12 @@ class FakeSlack:
             "is_enterprise_install": False,
         }
 
+    def _apps_connections_open(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        ticket = str(uuid.uuid4())
+        self._tickets.add(ticket)
+        url = f"ws://127.0.0.1:{self._port}/link/?ticket={ticket}&app_id={self.app_id}"
+        return {"ok": True, "url": url}
+
     # -- HTTP --------------------------------------------------------------------------------
 
     def _build_app(self) -> web.Application:
@@ -1126,6 +1330,8 @@ class FakeSlack:
         app.router.add_get("/files-pri/{file_key}/download/{name}", self._download)
         app.router.add_get("/files-pri/{file_key}/{name}", self._download)
         app.router.add_post("/actions/{key:.+}", self._response_url)
+        app.router.add_post("/commands/{key:.+}", self._response_url)
+        app.router.add_get("/link/", self._socket_mode)
         app.router.add_get("/", self._login_page)
         return app
 
@@ -1202,7 +1408,14 @@ class FakeSlack:
             )
             if invalid_json:
                 return self._respond({"ok": False, "error": "invalid_json"})
-            if method != "oauth.v2.access":
+            if method == "apps.connections.open":  # needs the app-level token
+                if token is None:
+                    return self._respond({"ok": False, "error": "not_authed"})
+                if token.startswith(("xoxb-", "xoxp-")):
+                    return self._respond({"ok": False, "error": "not_allowed_token_type"})
+                if token != self.app_token:
+                    return self._respond({"ok": False, "error": "invalid_auth"})
+            elif method != "oauth.v2.access":
                 if token is None:
                     return self._respond({"ok": False, "error": "not_authed"})
                 if not token.startswith("xoxb-"):
@@ -1285,3 +1498,125 @@ class FakeSlack:
                 self._posted.add((channel, new["ts"]))
             # anything else is an ephemeral message: only the clicking user sees it, nothing stored
         return web.json_response({"ok": True})
+
+    # -- Socket Mode websocket ---------------------------------------------------------------
+
+    async def _socket_mode(self, request: web.Request) -> web.StreamResponse:
+        with self._lock:
+            known = request.query.get("ticket", "") in self._tickets
+        if not known:
+            return web.Response(status=401, text="invalid_ticket", content_type="text/plain")
+        ws = web.WebSocketResponse(autoping=False)  # pings are recorded, then answered below
+        assert self._send_lock is not None
+        async with self._send_lock:  # hello goes out before any envelope
+            with self._lock:  # counted before the handshake answer: connected means counted
+                self.socket_connections += 1
+                conn = _SocketConnection(ws, self.socket_connections, self._socket_generation)
+                self._sockets.append(conn)
+                hello = {
+                    "type": "hello",
+                    "num_connections": len(self._sockets),
+                    "debug_info": dict(_SOCKET_DEBUG_INFO),
+                    "connection_info": {"app_id": self.app_id},
+                }
+            try:
+                await ws.prepare(request)
+                with self._lock:
+                    dropped = conn not in self._sockets  # by drop_connections() or reset()
+                if not dropped:
+                    await ws.send_str(json.dumps(hello, separators=(",", ":")))
+            except BaseException:
+                with self._lock:
+                    if conn in self._sockets:
+                        self._sockets.remove(conn)
+                raise
+        if dropped:
+            await ws.close()
+            return ws
+        await self._deliver()
+        try:
+            while True:
+                message = await ws.receive()
+                if message.type in (WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    break
+                self._record_frame(conn, message)
+                if message.type == WSMsgType.PING:
+                    await ws.pong(message.data)
+                elif message.type == WSMsgType.CLOSE:  # autoclose has answered it
+                    break
+        finally:
+            with self._lock:
+                if conn in self._sockets:
+                    self._sockets.remove(conn)
+            await ws.close()
+        return ws
+
+    def _record_frame(self, conn: _SocketConnection, message: Any) -> None:
+        kinds = {
+            WSMsgType.TEXT: "text",
+            WSMsgType.BINARY: "binary",
+            WSMsgType.PING: "ping",
+            WSMsgType.PONG: "pong",
+            WSMsgType.CLOSE: "close",
+        }
+        data = message.data
+        if message.type == WSMsgType.TEXT:
+            with contextlib.suppress(ValueError):
+                data = json.loads(data)
+        with self._acked:
+            if conn.generation != self._socket_generation:
+                return
+            frame = SocketFrame(kinds[message.type], data, conn.number, time.monotonic())
+            self.socket_frames.append(frame)
+            if isinstance(data, dict) and "envelope_id" in data:
+                self.acks.append(data)
+                self._acked.notify_all()
+
+    async def _deliver(self) -> None:
+        """Send undelivered envelopes, oldest first, to the newest open connection."""
+        assert self._send_lock is not None
+        async with self._send_lock:
+            while True:
+                with self._lock:
+                    if not self._undelivered or not self._sockets:
+                        return
+                    envelope_id, text = self._undelivered[0]
+                    conn = self._sockets[-1]
+                try:
+                    await conn.ws.send_str(text)
+                except (ConnectionError, RuntimeError):  # closed under us: try another one
+                    with self._lock:
+                        if conn in self._sockets:
+                            self._sockets.remove(conn)
+                    continue
+                with self._lock:
+                    if self._undelivered and self._undelivered[0][0] == envelope_id:
+                        self._undelivered.popleft()
+                        self._delivered[envelope_id] = conn.number
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run a coroutine as a task on the server's loop (call there), keeping a reference."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _close_later(self, sockets: list[_SocketConnection]) -> None:
+        """Close sockets from any thread without waiting (the client has to answer the close)."""
+        loop = self._loop
+        if loop is not None and sockets:
+            loop.call_soon_threadsafe(self._spawn, self._close_sockets(sockets))
+
+    @staticmethod
+    async def _close_sockets(
+        sockets: list[_SocketConnection], code: int = 1000, grace: float = _STARTUP_TIMEOUT
+    ) -> None:
+        """Close (1000 normal, 1001 going away), waiting up to `grace` s for the clients' answer."""
+        if not sockets:
+            return
+        closing = [asyncio.ensure_future(conn.ws.close(code=code)) for conn in sockets]
+        _, pending = await asyncio.wait(closing, timeout=grace)
+        for task in pending:
+            task.cancel()
+        for task in closing:  # a client gone without answering the close is no error here
+            if not task.cancelled():
+                task.exception()

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import httpx
 import pytest
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
@@ -44,6 +47,15 @@ def fake(server: FakeSlack) -> FakeSlack:
 
 def client(fake: FakeSlack, token: str | None = None, **kwargs: Any) -> AsyncWebClient:
     return AsyncWebClient(token=token or fake.bot_token, base_url=fake.api_url, **kwargs)
+
+
+async def eventually(condition: Callable[[], Any]) -> Any:
+    """Poll `condition` for up to 2 s (the client runs on this loop, so never block)."""
+    deadline = time.monotonic() + 2.0
+    while not (result := condition()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+    return result
 
 
 def bolt_request(body: bytes, headers: dict[str, str]) -> AsyncBoltRequest:
@@ -418,3 +430,227 @@ async def test_bolt_app_handles_a_signed_mention(fake: FakeSlack) -> None:
     forged_headers = fake.signed_headers(body, secret="not-the-secret")
     rejected = await app.async_dispatch(bolt_request(body, forged_headers))
     assert rejected.status == 401
+
+
+# -- Socket Mode ---------------------------------------------------------------------------------
+
+
+def socket_mode_app(fake: FakeSlack) -> AsyncApp:
+    """A Bolt app whose client (and so the Socket Mode handler's web client) is the fake's."""
+    return AsyncApp(client=client(fake))
+
+
+async def test_socket_mode_wire_protocol(fake: FakeSlack) -> None:
+    opened = await client(fake).apps_connections_open(app_token=fake.app_token)
+    url = urlsplit(opened["url"])
+    assert (url.scheme, url.path) == ("ws", "/link/")
+    assert parse_qs(url.query)["app_id"] == [fake.app_id]
+    assert fake.calls_to("apps.connections.open")[0].token == fake.app_token
+
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as unknown:
+            await http.ws_connect(f"{fake.base_url}/link/?ticket=forged&app_id={fake.app_id}")
+        assert unknown.value.status == 401
+
+        ws = await http.ws_connect(opened["url"], autoping=False)
+        assert await ws.receive_json() == {
+            "type": "hello",
+            "num_connections": 1,
+            "debug_info": {
+                "host": "applink-fake",
+                "build_number": 10,
+                "approximate_connection_time": 18060,
+            },
+            "connection_info": {"app_id": fake.app_id},
+        }
+        assert fake.socket_connections == 1 and fake.connected_sockets == 1
+        await ws.ping(b"sdk-ping-pong:1.5")
+        pong = await ws.receive()
+        assert (pong.type, pong.data) == (aiohttp.WSMsgType.PONG, b"sdk-ping-pong:1.5")
+
+        event = fake.event_envelope(fake.message_event("hi", mention=True))
+        event_id = fake.push_event(event, retry_attempt=1, retry_reason="timeout")
+        assert await ws.receive_json() == {
+            "envelope_id": event_id,
+            "payload": event,
+            "type": "events_api",
+            "accepts_response_payload": False,
+            "retry_attempt": 1,
+            "retry_reason": "timeout",
+        }
+        click = fake.block_action("feedback_up", "up")
+        click_id = fake.push_interactive(click)
+        assert await ws.receive_json() == {
+            "envelope_id": click_id,
+            "payload": click,
+            "type": "interactive",
+            "accepts_response_payload": True,
+        }
+        command_id = fake.push_slash_command({"command": "/ask", "text": "vpn?"})
+        command = await ws.receive_json()
+        assert command["type"] == "slash_commands" and command["accepts_response_payload"] is True
+        assert command["envelope_id"] == command_id
+        assert command["payload"]["command"] == "/ask" and command["payload"]["text"] == "vpn?"
+        assert command["payload"]["user_id"] == "U0ALICE"
+        assert command["payload"]["channel_id"] == CHANNEL
+        async with httpx.AsyncClient() as responder:
+            answer = {"response_type": "in_channel", "text": "Try reconnecting."}
+            await responder.post(command["payload"]["response_url"], json=answer)
+        assert fake.messages(CHANNEL)[-1]["text"] == "Try reconnecting."
+        assert [e["envelope_id"] for e in fake.envelopes] == [event_id, click_id, command_id]
+
+        await ws.send_json({"envelope_id": event_id})
+        await ws.send_str("not json")
+        assert fake.wait_for_ack(event_id, timeout=2) == {"envelope_id": event_id}
+        assert fake.acks == [{"envelope_id": event_id}]
+        await eventually(lambda: len(fake.socket_frames) == 3)
+        assert [(f.kind, f.data) for f in fake.socket_frames] == [
+            ("ping", b"sdk-ping-pong:1.5"),
+            ("text", {"envelope_id": event_id}),
+            ("text", "not json"),
+        ]
+        assert {f.connection for f in fake.socket_frames} == {1}
+        with pytest.raises(TimeoutError, match="not acked"):
+            await fake.wait_for_ack_async(click_id, timeout=0.05)
+
+        fake.drop_connections()
+        closed = await ws.receive()
+        assert closed.type == aiohttp.WSMsgType.CLOSE
+        assert fake.connected_sockets == 0
+        queued = fake.push_event(event)  # no client: waits for the next connection
+        with pytest.raises(TimeoutError, match="not delivered"):
+            fake.wait_for_ack(queued, timeout=0.05)
+        await ws.close()
+
+        async with http.ws_connect(opened["url"]) as again:
+            assert (await again.receive_json())["type"] == "hello"
+            assert (await again.receive_json())["envelope_id"] == queued
+            assert fake.socket_connections == 2
+            fake.reset()  # closes the socket and forgets the socket state
+            assert (await again.receive()).type == aiohttp.WSMsgType.CLOSE
+    assert (fake.socket_connections, fake.acks, fake.envelopes) == (0, [], [])
+    await eventually(lambda: fake.connected_sockets == 0)
+    assert fake.socket_frames == []  # the old connection's close answer is not recorded
+
+
+async def test_socket_mode_handler_dispatches_a_mention_and_acks(fake: FakeSlack) -> None:
+    app = socket_mode_app(fake)
+    seen: list[dict[str, Any]] = []
+
+    @app.event("app_mention")
+    async def answer(event: dict[str, Any], say: Any) -> None:
+        await say(text="Hello over Socket Mode", thread_ts=event["ts"])
+
+    handler = AsyncSocketModeHandler(app, fake.app_token)
+
+    async def record(_client: Any, message: dict[str, Any], _raw: str | None) -> None:
+        seen.append(message)
+
+    handler.client.message_listeners.append(record)
+    try:
+        await handler.connect_async()
+        [opened] = fake.calls_to("apps.connections.open")
+        assert opened.token == fake.app_token  # the app token replaces the client's bot token
+        assert fake.socket_connections == 1
+
+        mention = fake.message_event("hi", mention=True)
+        envelope = fake.event_envelope(mention)
+        envelope_id = fake.push_event(envelope)
+        assert await fake.wait_for_ack_async(envelope_id) == {"envelope_id": envelope_id}
+        [reply] = await eventually(lambda: fake.messages(CHANNEL, thread_ts=mention["ts"]))
+        assert reply["text"] == "Hello over Socket Mode"
+        assert fake.calls_to("chat.postMessage")[0].token == fake.bot_token
+        assert seen[0]["type"] == "hello"
+        assert seen[1]["payload"] == envelope
+        assert any(f.kind == "ping" for f in fake.socket_frames)  # the SDK's first ping
+    finally:
+        await handler.close_async()
+    await eventually(lambda: fake.connected_sockets == 0)
+    assert fake.socket_frames[-1].kind == "close"
+
+
+async def test_socket_mode_handler_reconnects_after_the_server_drops_it(fake: FakeSlack) -> None:
+    app = socket_mode_app(fake)
+    texts: list[str] = []
+
+    @app.event("app_mention")
+    async def mentioned(event: dict[str, Any]) -> None:
+        texts.append(event["text"])
+
+    handler = AsyncSocketModeHandler(app, fake.app_token)
+    try:
+        await handler.connect_async()
+        first = fake.push_event(fake.event_envelope(fake.message_event("one", mention=True)))
+        await fake.wait_for_ack_async(first)
+
+        fake.drop_connections()
+        second = fake.push_event(fake.event_envelope(fake.message_event("two", mention=True)))
+        await fake.wait_for_ack_async(second)  # delivered once the client has reconnected
+
+        assert fake.socket_connections == 2
+        assert len(fake.calls_to("apps.connections.open")) == 2
+        assert [(a["envelope_id"], f.connection) for a, f in _ack_frames(fake)] == [
+            (first, 1),
+            (second, 2),
+        ]
+        await eventually(lambda: len(texts) == 2)
+        assert texts == [f"<@{fake.bot_user_id}> one", f"<@{fake.bot_user_id}> two"]
+    finally:
+        await handler.close_async()
+
+
+def _ack_frames(fake: FakeSlack) -> list[tuple[dict[str, Any], Any]]:
+    return [
+        (f.data, f)
+        for f in fake.socket_frames
+        if f.kind == "text" and isinstance(f.data, dict) and "envelope_id" in f.data
+    ]
+
+
+async def test_socket_mode_handler_acks_commands_and_actions(fake: FakeSlack) -> None:
+    app = socket_mode_app(fake)
+
+    @app.command("/ask")
+    async def ask(ack: Any, command: dict[str, Any]) -> None:
+        await ack(text=f"Looking into {command['text']}")
+
+    @app.action("feedback_up")
+    async def feedback(ack: Any) -> None:
+        await ack()
+
+    handler = AsyncSocketModeHandler(app, fake.app_token)
+    try:
+        await handler.connect_async()
+        command_id = fake.push_slash_command({"command": "/ask", "text": "the VPN"})
+        ack = await fake.wait_for_ack_async(command_id)
+        assert ack == {"envelope_id": command_id, "payload": {"text": "Looking into the VPN"}}
+        click_id = fake.push_interactive(fake.block_action("feedback_up", "up"))
+        assert await fake.wait_for_ack_async(click_id) == {"envelope_id": click_id}
+    finally:
+        await handler.close_async()
+
+
+async def test_socket_mode_rejects_wrong_app_tokens(
+    fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    web = client(fake)
+    for token, error in [
+        ("xapp-1-revoked", "invalid_auth"),
+        (fake.bot_token, "not_allowed_token_type"),
+        ("", "not_authed"),
+    ]:
+        with pytest.raises(SlackApiError) as rejected:
+            await web.apps_connections_open(app_token=token)
+        assert rejected.value.response["error"] == error
+
+    # The SDK's connect() never raises: it logs the error and retries every ping_interval.
+    handler = AsyncSocketModeHandler(socket_mode_app(fake), "xapp-1-revoked", ping_interval=0.05)
+    with pytest.raises(SlackApiError, match="invalid_auth"):
+        await handler.client.issue_new_wss_url()  # what a caller can check before connecting
+    with caplog.at_level(logging.ERROR):
+        connecting = asyncio.create_task(handler.connect_async())
+        await eventually(lambda: len(fake.calls_to("apps.connections.open")) >= 6)
+        await handler.close_async()
+        await asyncio.wait_for(connecting, timeout=1)
+    assert "Failed to connect" in caplog.text and "invalid_auth" in caplog.text
+    assert fake.socket_connections == 0
