@@ -314,13 +314,19 @@ class Settings(BaseSettings):
                                               validation_alias=_env("SLACK_APP_TOKEN"))
     slack_api_url: str = Field(default="https://slack.com/api/",
                                validation_alias=_env("SLACK_API_URL"))
+    slack_client_id: str | None = Field(default=None, validation_alias=_env("SLACK_CLIENT_ID"))
+    slack_client_secret: SecretStr | None = Field(default=None,
+                                                  validation_alias=_env("SLACK_CLIENT_SECRET"))
+    slack_state_secret: SecretStr | None = Field(default=None,
+                                                 validation_alias=_env("SLACK_STATE_SECRET"))
     slack_escalation_channel: str | None = Field(
         default=None, validation_alias=_env("SLACK_ESCALATION_CHANNEL"))
     log_level: str = Field(default="INFO", validation_alias=_env("BOTHUB_LOG_LEVEL"))
     log_format: str = Field(default="console", validation_alias=_env("BOTHUB_LOG_FORMAT"))
 
     @field_validator("openai_api_key", "slack_bot_token", "slack_signing_secret",
-                     "slack_app_token", mode="before")
+                     "slack_app_token", "slack_client_id", "slack_client_secret",
+                     "slack_state_secret", mode="before")
     @classmethod
     def _blank_key_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -347,11 +353,23 @@ class Settings(BaseSettings):
         return self.lancedb_uri or str((self.data_dir / "lancedb").resolve())
 
     @property
-    def slack_configured(self) -> bool:
-        return self.slack_bot_token is not None
+    def slack_oauth(self) -> bool:
+        """Multi-workspace: installs through Slack's OAuth flow instead of one bot token."""
+        return self.slack_bot_token is None and self.slack_client_id is not None
 
     @model_validator(mode="after")
     def _slack_needs_its_secret(self) -> Settings:
+        oauth = {"SLACK_CLIENT_ID": self.slack_client_id,
+                 "SLACK_CLIENT_SECRET": self.slack_client_secret,
+                 "SLACK_STATE_SECRET": self.slack_state_secret}
+        given = [name for name, value in oauth.items() if value is not None]
+        if given and self.slack_bot_token is None:
+            missing = [name for name in oauth if name not in given]
+            if self.slack_signing_secret is None:
+                missing.append("SLACK_SIGNING_SECRET")
+            if missing:
+                raise ValueError(f"Slack's OAuth install flow needs {', '.join(missing)} "
+                                 f"as well as {', '.join(given)}")
         if (self.slack_bot_token is not None and self.slack_signing_secret is None
                 and self.slack_app_token is None):
             raise ValueError("SLACK_BOT_TOKEN needs SLACK_SIGNING_SECRET (to verify Slack's "

@@ -40,12 +40,15 @@ def platform_adapters(hub: Hub, *, slack_update_interval: float = 1.0,
     """The adapters the settings ask for; each brings its own routes."""
     settings = hub.settings
     adapters: list[Any] = []
-    if settings.slack_bot_token is not None:
+    if settings.slack_bot_token is not None or settings.slack_oauth:
         from adapters.slack import SlackAdapter
+        from adapters.slack.oauth import oauth_settings
 
         secret, app_token = settings.slack_signing_secret, settings.slack_app_token
+        token = settings.slack_bot_token
         adapters.append(SlackAdapter(
-            hub.engine, bot_token=settings.slack_bot_token.get_secret_value(),
+            hub.engine, bot_token=token.get_secret_value() if token else None,
+            oauth=None if token else oauth_settings(settings, hub.database),
             signing_secret=secret.get_secret_value() if secret else None,
             app_token=app_token.get_secret_value() if app_token else None,
             api_url=settings.slack_api_url, update_interval=slack_update_interval,

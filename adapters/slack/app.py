@@ -14,32 +14,30 @@ import asyncio
 import json
 import re
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import structlog
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack import inbound, render
+from adapters.slack import files, inbound, render
 from adapters.slack.channel import NativeStreaming, SlackReplyChannel
 from adapters.slack.inbound import Workspace
 from bot.engine import Engine
-from bot.model import FetchBytes
 from bot.store.repository import StorageUnavailable
 
 log = structlog.get_logger(__name__)
 
-MAX_DOWNLOAD = 32 * 1024 * 1024  # the engine's own limits are lower; this guards memory
-SLACK_HOSTS = ("slack.com", "slack-edge.com")
 
 
 def well_formed(body: bytes, content_type: str) -> bool:
@@ -58,26 +56,33 @@ def well_formed(body: bytes, content_type: str) -> bool:
 
 
 class SlackAdapter:
+    """One workspace (`bot_token`) or many (`oauth`: installs stored in our database)."""
+
     name = "slack"
 
-    def __init__(self, engine: Engine, *, bot_token: str, signing_secret: str | None,
+    def __init__(self, engine: Engine, *, signing_secret: str | None,
+                 bot_token: str | None = None, oauth: AsyncOAuthSettings | None = None,
                  app_token: str | None = None, api_url: str = "https://slack.com/api/",
                  update_interval: float = 1.0, native_streaming: bool = True) -> None:
+        if (bot_token is None) == (oauth is None):
+            raise ValueError("give either a bot token or OAuth settings")
         self._engine = engine
-        self._token = bot_token
         self._update_interval = update_interval
         self._native = NativeStreaming(enabled=native_streaming)
-        self._file_hosts = {urlsplit(api_url).hostname or "slack.com"}
+        self._api_host = urlsplit(api_url).hostname or "slack.com"
         self.client = AsyncWebClient(token=bot_token, base_url=api_url)
         self.client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
         self.app = AsyncApp(client=self.client, signing_secret=signing_secret or "",
                             request_verification_enabled=signing_secret is not None,
-                            process_before_response=False)
+                            oauth_settings=oauth, process_before_response=False)
+        if oauth is not None:
+            # app_uninstalled / tokens_revoked delete the workspace's installation.
+            self.app.enable_token_revocation_listeners()
         self._handler = AsyncSlackRequestHandler(self.app)
         self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
+        self._oauth = oauth is not None
         self._app_token = app_token
         self._socket: AsyncSocketModeHandler | None = None
-        self._workspace: Workspace | None = None
         self._names: OrderedDict[str, str] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self._register()
@@ -99,6 +104,13 @@ class SlackAdapter:
             response: Response = await self._handler.handle(request)
             return response
 
+        if self._oauth:
+            @router.get("/slack/install", include_in_schema=False)
+            @router.get("/slack/oauth_redirect", include_in_schema=False)
+            async def install(request: Request) -> Response:
+                response: Response = await self._handler.handle(request)
+                return response
+
         return router
 
     def _signed(self, body: bytes, headers: dict[str, str]) -> bool:
@@ -109,7 +121,12 @@ class SlackAdapter:
             return False
 
     async def start(self) -> None:
-        await self._identify()
+        if not self._oauth:
+            try:  # a wrong token shows now, not at the first question
+                await self.client.auth_test()
+            except SlackApiError as exc:
+                log.error("slack.token_rejected", error=exc.response.get("error"),
+                          hint="check SLACK_BOT_TOKEN (xoxb-…)")
         if self._app_token:
             socket = AsyncSocketModeHandler(self.app, self._app_token)
             # A bad app token would otherwise be retried quietly forever: say so once, clearly.
@@ -134,13 +151,6 @@ class SlackAdapter:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=30)
 
-    async def _identify(self) -> Workspace:
-        if self._workspace is None:
-            identity = await self.client.auth_test()
-            self._workspace = Workspace(team_id=str(identity["team_id"]),
-                                        bot_user_id=str(identity["user_id"]))
-        return self._workspace
-
     def _register(self) -> None:
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
@@ -154,18 +164,20 @@ class SlackAdapter:
     async def _ignore(self, body: dict[str, Any]) -> None:
         log.debug("slack.ignored_event", type=(body.get("event") or {}).get("type"))
 
-    async def _on_mention(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        workspace = await self._identify()
+    async def _on_mention(self, event: dict[str, Any], body: dict[str, Any], client: Any,
+                          context: Any) -> None:
+        workspace = _workspace(context)
         if self._foreign(body, workspace) or not inbound.is_answerable(event, workspace):
             return
-        await self._answer(event, workspace)
+        await self._answer(event, workspace, client, context)
 
-    async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        workspace = await self._identify()
+    async def _on_message(self, event: dict[str, Any], body: dict[str, Any], client: Any,
+                          context: Any) -> None:
+        workspace = _workspace(context)
         if self._foreign(body, workspace) or not inbound.is_answerable(event, workspace):
             return
         if event.get("channel_type") == "im":
-            await self._answer(event, workspace)
+            await self._answer(event, workspace, client, context)
             return
         if inbound.mentions_bot(event, workspace):
             return  # its app_mention event answers it
@@ -177,7 +189,7 @@ class SlackAdapter:
             except StorageUnavailable:
                 known = False
             if known:
-                await self._answer(event, workspace)
+                await self._answer(event, workspace, client, context)
 
     def _foreign(self, body: dict[str, Any], workspace: Workspace) -> bool:
         team = body.get("team_id")
@@ -186,39 +198,46 @@ class SlackAdapter:
             return True
         return False
 
-    async def _answer(self, event: dict[str, Any], workspace: Workspace) -> None:
+    def _reply_channel(self, client: Any, channel: str, thread_ts: str, *, team: str,
+                       user: str) -> SlackReplyChannel:
+        return SlackReplyChannel(client, channel, thread_ts,
+                                 update_interval=self._update_interval, recipient=(team, user),
+                                 native=self._native)
+
+    async def _answer(self, event: dict[str, Any], workspace: Workspace, client: Any,
+                      context: Any) -> None:
         """Runs after bolt's ack; keeps a reference so a shutdown can wait for it."""
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)  # type: ignore[arg-type]
         try:
             message = inbound.to_message(
-                event, workspace, display_name=await self._user_name(str(event.get("user"))),
-                channel_name=await self._channel_name(event), fetcher=self._fetcher)
-            channel = SlackReplyChannel(self.client, str(event["channel"]), message.key.thread,
-                                        update_interval=self._update_interval,
-                                        recipient=(workspace.team_id, message.author.id),
-                                        native=self._native)
-            await self._engine.handle(message, channel)
+                event, workspace,
+                display_name=await self._user_name(client, workspace, str(event.get("user"))),
+                channel_name=await self._channel_name(client, workspace, event),
+                fetcher=files.fetcher(str(context.bot_token or ""), {self._api_host}))
+            await self._engine.handle(message, self._reply_channel(
+                client, str(event["channel"]), message.key.thread, team=workspace.team_id,
+                user=message.author.id))
         finally:
             if task is not None:
                 self._tasks.discard(task)  # type: ignore[arg-type]
 
-    async def _on_ask(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
+    async def _on_ask(self, ack: Any, command: dict[str, Any], respond: Any, client: Any,
+                      context: Any) -> None:
         question = str(command.get("text") or "").strip()
         if not question:
             await ack("Ask a question after the command, like "
                       "`/ask how do I reset my password?`")
             return
         await ack()
-        workspace = await self._identify()
+        workspace = _workspace(context)
         if command.get("team_id") not in (None, workspace.team_id):
             await respond("This app is not set up for this workspace.")
             return
         user = str(command.get("user_id") or "")
         channel_id = str(command.get("channel_id") or "")
-        poster = SlackReplyChannel(self.client, channel_id, "",
-                                   update_interval=self._update_interval)
+        poster = self._reply_channel(client, channel_id, "", team=workspace.team_id, user=user)
         root = await poster.send(f"*<@{user}> asked:* {render.escape(question)}",
                                  thread_ts=None)
         if root is None:
@@ -226,11 +245,11 @@ class SlackAdapter:
                           "or ask me in a direct message.")
             return
         message = inbound.command_message(
-            command, workspace, thread_ts=root, display_name=await self._user_name(user),
+            command, workspace, thread_ts=root,
+            display_name=await self._user_name(client, workspace, user),
             channel_name=str(command.get("channel_name") or ""))
-        await self._engine.handle(message, SlackReplyChannel(
-            self.client, channel_id, root, update_interval=self._update_interval,
-            recipient=(workspace.team_id, user), native=self._native))
+        await self._engine.handle(message, self._reply_channel(
+            client, channel_id, root, team=workspace.team_id, user=user))
 
     async def _on_feedback(self, ack: Any, body: dict[str, Any],
                            action: dict[str, Any]) -> None:
@@ -245,21 +264,32 @@ class SlackAdapter:
             return
         log.info("slack.feedback", user=user, helpful=helpful, recorded=recorded)
 
-    async def _user_name(self, user_id: str) -> str:
-        return await self._cached(f"u:{user_id}", self._lookup_user, user_id)
+    async def _user_name(self, client: Any, workspace: Workspace, user_id: str) -> str:
+        async def lookup() -> str:
+            user = (await client.users_info(user=user_id))["user"]
+            profile = user.get("profile") or {}
+            return str(profile.get("display_name") or user.get("real_name") or user.get("name")
+                       or "")
 
-    async def _channel_name(self, event: dict[str, Any]) -> str:
+        return await self._cached(f"{workspace.team_id}:u:{user_id}", lookup)
+
+    async def _channel_name(self, client: Any, workspace: Workspace,
+                            event: dict[str, Any]) -> str:
         if event.get("channel_type") == "im":
             return ""
-        return await self._cached(f"c:{event['channel']}", self._lookup_channel,
-                                  str(event["channel"]))
 
-    async def _cached(self, key: str, lookup: Any, value: str) -> str:
+        async def lookup() -> str:
+            info = await client.conversations_info(channel=str(event["channel"]))
+            return str(info["channel"].get("name") or "")
+
+        return await self._cached(f"{workspace.team_id}:c:{event['channel']}", lookup)
+
+    async def _cached(self, key: str, lookup: Callable[[], Awaitable[str]]) -> str:
         if key in self._names:
             self._names.move_to_end(key)
             return self._names[key]
         try:
-            name = await lookup(value)
+            name = await lookup()
         except SlackApiError as exc:
             log.info("slack.lookup_failed", key=key, error=exc.response.get("error"))
             name = ""
@@ -268,36 +298,12 @@ class SlackAdapter:
             self._names.popitem(last=False)
         return name
 
-    async def _lookup_user(self, user_id: str) -> str:
-        user = (await self.client.users_info(user=user_id))["user"]
-        profile = user.get("profile") or {}
-        return str(profile.get("display_name") or user.get("real_name") or user.get("name")
-                   or "")
 
-    async def _lookup_channel(self, channel_id: str) -> str:
-        return str((await self.client.conversations_info(channel=channel_id))["channel"]
-                   .get("name") or "")
-
-    def _fetcher(self, url: str) -> FetchBytes:
-        async def fetch() -> bytes:
-            return await self._download(url)
-
-        return fetch
-
-    async def _download(self, url: str) -> bytes:
-        """The bot token goes only to Slack's own hosts (or the configured API's host)."""
-        host = urlsplit(url).hostname or ""
-        if not (host in self._file_hosts
-                or any(host == h or host.endswith("." + h) for h in SLACK_HOSTS)):
-            raise PermissionError(f"not downloading a Slack file from {host!r}")
-        async with httpx.AsyncClient(timeout=30, follow_redirects=False) as http, \
-                http.stream("GET", url,
-                            headers={"Authorization": f"Bearer {self._token}"}) as response:
-            if response.status_code != 200:  # Slack redirects a bad token to a login page
-                raise PermissionError(f"Slack answered {response.status_code} for a file")
-            data = bytearray()
-            async for chunk in response.aiter_bytes():
-                data += chunk
-                if len(data) > MAX_DOWNLOAD:
-                    raise ValueError("file larger than the download limit")
-            return bytes(data)
+def _workspace(context: Any) -> Workspace:
+    """The workspace our token belongs to, and the bot's user there, from bolt's authorize
+    (not from the request, which names whatever team its sender claims)."""
+    authorized = context.authorize_result
+    team = (authorized.team_id if authorized is not None else None) or context.team_id
+    bot_user = (authorized.bot_user_id if authorized is not None else None) or \
+        context.bot_user_id
+    return Workspace(team_id=str(team or ""), bot_user_id=str(bot_user or ""))

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstallationStore
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -182,3 +183,11 @@ class SchedulerJob(Base):
     id: Mapped[str] = mapped_column(Unicode(191), primary_key=True)
     next_run_time: Mapped[float | None] = mapped_column(Float(25), index=True, nullable=True)
     job_state: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# Slack's multi-workspace installations, in the tables slack_sdk's AsyncSQLAlchemyInstallationStore
+# reads and writes, declared on our metadata so that migrations create and evolve them too.
+SLACK_INSTALLATIONS = "slack_installations"
+SLACK_BOTS = "slack_bots"
+AsyncSQLAlchemyInstallationStore.build_installations_table(Base.metadata, SLACK_INSTALLATIONS)
+AsyncSQLAlchemyInstallationStore.build_bots_table(Base.metadata, SLACK_BOTS)

@@ -6,16 +6,22 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from bot.model import ConversationKey
-from bot.server import create_app, platform_adapters
+from tests.adapters.slack_world import (
+    answers,
+    send,
+    slack_app,
+    slack_app_native,
+    slack_settings,
+    wait_for,
+)
 from tests.conftest import LiveServer, make_settings, running_server
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.fakes.slack_server import FakeSlack
@@ -24,64 +30,11 @@ PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                     "1f15c4890000000d49444154789c63f8cfc0f01f0005000201c2d2b6a80000000049454e44ae426082")
 
 
-@pytest.fixture(scope="session")
-def _slack_server() -> Iterator[FakeSlack]:
-    with FakeSlack() as fake:
-        yield fake
-
-
-@pytest.fixture
-def fake_slack(_slack_server: FakeSlack) -> Iterator[FakeSlack]:
-    _slack_server.reset()
-    yield _slack_server
-    _slack_server.reset()
-
-
-def slack_settings(tmp_path: Path, fake_openai: FakeOpenAI, fake_slack: FakeSlack) -> Any:
-    return make_settings(tmp_path, fake_openai, slack_bot_token=fake_slack.bot_token,
-                         slack_signing_secret=fake_slack.signing_secret,
-                         slack_api_url=fake_slack.api_url)
-
-
-def slack_app(hub: Any) -> Any:
-    """Streaming by edits (the path for workspaces without Slack's chat streaming)."""
-    return create_app(hub, services=False, adapters=platform_adapters(
-        hub, slack_update_interval=0.05, slack_native_streaming=False))
-
-
-def slack_app_native(hub: Any) -> Any:
-    """The product default: Slack's chat streaming where the workspace offers it."""
-    return create_app(hub, services=False,
-                      adapters=platform_adapters(hub, slack_update_interval=0.05))
-
-
 @pytest.fixture
 def server(tmp_path: Path, fake_openai: FakeOpenAI,
            fake_slack: FakeSlack) -> Iterator[LiveServer]:
     with running_server(slack_settings(tmp_path, fake_openai, fake_slack), slack_app) as live:
         yield live
-
-
-def send(server: LiveServer, fake: FakeSlack, payload: dict[str, Any],
-         **header_options: Any) -> httpx.Response:
-    body, headers = fake.signed_request(payload, **header_options)
-    return httpx.post(f"{server.url}/slack/events", content=body, headers=headers, timeout=10)
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting")
-
-
-def answers(fake: FakeSlack, channel: str, thread_ts: str) -> list[dict[str, Any]]:
-    """The bot's finished answers in a thread: messages that carry the feedback buttons."""
-    return [m for m in fake.messages(channel, thread_ts)
-            if any(b.get("type") == "actions" for b in m.get("blocks") or [])]
 
 
 def test_a_mention_is_answered_in_its_thread_streaming_then_final(
