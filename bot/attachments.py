@@ -49,6 +49,9 @@ async def prepare(text: str, attachments: tuple[Attachment, ...], model: ChatMod
             if transcript:
                 record["transcript"] = transcript
                 transcripts.append(transcript)
+        else:  # never fetched: documents and archives are not read blindly
+            prepared.notes.append(replies.skipped_attachments(
+                [attachment.name], "I can read images and voice messages, not other files"))
     if transcripts:
         spoken = "\n".join(transcripts)
         prepared.text = f"{text}\n\n{spoken}".strip() if text else spoken

@@ -151,7 +151,7 @@ def test_an_image_is_downloaded_with_the_bot_token_and_sent_to_the_model(
     assert "F0IMG" in path and auth == f"Bearer {fake_slack.bot_token}"
     content = fake_openai.chat_requests()[-1]["messages"][-1]["content"]
     assert content[1]["image_url"]["url"].startswith("data:image/png;base64,")
-    assert "text" in answer
+    assert "logs.zip" in answer["text"] and "not other files" in answer["text"]
 
 
 def test_a_30_mb_image_is_declined_politely_without_downloading(
@@ -397,3 +397,22 @@ def test_a_bad_app_token_is_reported_and_the_rest_of_the_hub_still_serves(
     with running_server(settings, slack_app) as live:
         assert httpx.get(f"{live.url}/healthz").json()["status"] == "ok"
         assert fake_slack.socket_connections == 0
+
+
+def test_a_deleted_thread_loses_the_delivery_but_not_the_answer(
+        server: LiveServer, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
+    fake_slack.fail("chat.postMessage", "thread_not_found", times=5)
+    event = fake_slack.message_event("still there?", mention=True)
+    assert send(server, fake_slack, fake_slack.event_envelope(event)).status_code == 200
+    wait_for(lambda: len(fake_slack.calls_to("chat.postMessage")) >= 2)
+
+    async def stored() -> list[tuple[str, str]]:
+        conversation = await server.hub.store.find(
+            ConversationKey("slack", fake_slack.team_id, "C0GENERAL", event["ts"]))
+        if conversation is None:
+            return []
+        return [(m.role, m.text) for m in await server.hub.store.messages(conversation.id)]
+
+    rows = wait_for(lambda: (r := server.run(stored())) and r[-1][0] == "assistant" and r)
+    assert rows == [("user", "still there?"), ("assistant", "You said: still there?")]
+    assert answers(fake_slack, "C0GENERAL", event["ts"]) == []
