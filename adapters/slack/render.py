@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from adapters.text import split_text
 from bot.model import Reply, ReplyMode
 
 SECTION_LIMIT = 3000  # characters in one section block's text
@@ -63,28 +64,7 @@ def _inline(text: str) -> str:
 
 
 def split(text: str, limit: int = SECTION_LIMIT) -> list[str]:
-    """Pieces of at most `limit` characters, cut at paragraph, then line, then word breaks,
-    never inside a code block unless the block alone is too long."""
-    pieces: list[str] = []
-    rest = text.strip()
-    while len(rest) > limit:
-        window = rest[:limit]
-        cut = max(window.rfind("\n\n"), -1)
-        if cut < limit // 3:
-            cut = window.rfind("\n")
-        if cut < limit // 3:
-            cut = window.rfind(" ")
-        if cut < limit // 3:
-            cut = limit
-        if window[:cut].count("```") % 2:  # inside a code block: close and reopen it
-            pieces.append(window[:cut].rstrip() + "\n```")
-            rest = "```\n" + rest[cut:].lstrip("\n")
-            continue
-        pieces.append(window[:cut].rstrip())
-        rest = rest[cut:].lstrip()
-    if rest:
-        pieces.append(rest)
-    return pieces or [""]
+    return split_text(text, limit)
 
 
 def sources_block(reply: Reply) -> dict[str, Any] | None:

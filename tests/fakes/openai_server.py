@@ -23,7 +23,6 @@ import hashlib
 import json
 import math
 import re
-import socket
 import struct
 import threading
 import time
@@ -33,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import MultipartReader, hdrs, web
+
+from tests.fakes.background_server import BackgroundServer
 
 __all__ = [
     "DEFAULT_TRANSCRIPT",
@@ -53,9 +54,6 @@ MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "whisper-1")
 # 0.5 s exponential backoff), so fast scripted failures use the millisecond header instead.
 FAST_RETRY_HEADERS: dict[str, str] = {"retry-after-ms": "1"}
 
-_STARTUP_TIMEOUT = 10.0
-# Grace given to in-flight handlers (e.g. a long scripted `delay`) when the server stops.
-_SHUTDOWN_GRACE = 0.25
 _MAX_BODY = 64 * 1024 * 1024
 _PIECE_RE = re.compile(r"\s*\S+\s*")
 _WORD_RE = re.compile(r"\w+")
@@ -225,12 +223,15 @@ def _drop_connection(request: web.Request) -> None:
         transport.close()
 
 
-class FakeOpenAI:
+class FakeOpenAI(BackgroundServer):
     """The fake server; see the module docstring. Attributes may be changed at any time."""
 
+    name = "fake OpenAI server"
+    thread_name = "fake-openai"
     api_key: str = DEFAULT_API_KEY
 
     def __init__(self) -> None:
+        super().__init__()
         self.api_key = DEFAULT_API_KEY
         self.requests: list[RecordedRequest] = []
         self.responder: Responder = default_responder
@@ -239,106 +240,13 @@ class FakeOpenAI:
         self.default_chunk_delay: float = 0.0
         self._lock = threading.Lock()
         self._script: collections.deque[ScriptedReply] = collections.deque()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_requested: asyncio.Event | None = None
-        self._port: int | None = None
-        self._startup_error: BaseException | None = None
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> FakeOpenAI:
-        """Bind 127.0.0.1 on a free port and serve from a background thread; return when ready."""
-        if self._thread is not None:
-            return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.bind(("127.0.0.1", 0))
-        except OSError:
-            sock.close()
-            raise
-        port = sock.getsockname()[1]
-        ready = threading.Event()
-        self._startup_error = None
-        thread = threading.Thread(
-            target=self._run, args=(sock, ready), name=f"fake-openai:{port}", daemon=True
-        )
-        thread.start()
-        if not ready.wait(_STARTUP_TIMEOUT):
-            raise RuntimeError("fake OpenAI server did not start in time")
-        if self._startup_error is not None:
-            thread.join()
-            raise RuntimeError("fake OpenAI server failed to start") from self._startup_error
-        self._thread = thread
-        self._port = port
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, close every connection and join the thread. Safe to call twice."""
-        thread, loop, stop_requested = self._thread, self._loop, self._stop_requested
-        if thread is None or loop is None or stop_requested is None:
-            return
-        loop.call_soon_threadsafe(stop_requested.set)
-        thread.join(_STARTUP_TIMEOUT)
-        if thread.is_alive():
-            raise RuntimeError("fake OpenAI server thread did not stop")
-        self._thread = None
-        self._loop = None
-        self._stop_requested = None
-        self._port = None
-
-    def __enter__(self) -> FakeOpenAI:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    # -- lifecycle (start/stop/with: see BackgroundServer) -------------------------------------
 
     @property
     def base_url(self) -> str:
         """What to pass as `base_url` (or OPENAI_BASE_URL): "http://127.0.0.1:PORT/v1"."""
-        if self._port is None:
-            raise RuntimeError("FakeOpenAI is not started")
-        return f"http://127.0.0.1:{self._port}/v1"
-
-    def _run(self, sock: socket.socket, ready: threading.Event) -> None:
-        """Thread body: own the event loop from setup to close so nothing leaks across threads."""
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(self._serve(loop, sock, ready))
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            loop.close()
-            sock.close()
-            if not ready.is_set():  # died before serving: let start() fail now, not time out
-                self._startup_error = self._startup_error or RuntimeError("server thread died")
-                ready.set()
-
-    async def _serve(
-        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, ready: threading.Event
-    ) -> None:
-        stop_requested = asyncio.Event()
-        runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=_SHUTDOWN_GRACE)
-        try:
-            await runner.setup()
-            await web.SockSite(runner, sock).start()
-        except BaseException as exc:
-            self._startup_error = exc
-            await runner.cleanup()
-            ready.set()
-            return
-        self._loop = loop
-        self._stop_requested = stop_requested
-        ready.set()
-        try:
-            await stop_requested.wait()
-        finally:
-            await runner.cleanup()
+        return f"http://127.0.0.1:{self.port}/v1"
 
     # -- scripting ---------------------------------------------------------------------------
 

@@ -58,7 +58,6 @@ import copy
 import itertools
 import json
 import mimetypes
-import socket
 import threading
 import time
 import uuid
@@ -69,6 +68,8 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import WSMsgType, web
 from slack_sdk.signature import SignatureVerifier
+
+from tests.fakes.background_server import SHUTDOWN_GRACE, STARTUP_TIMEOUT, BackgroundServer
 
 __all__ = [
     "DEFAULT_APP_TOKEN",
@@ -102,8 +103,6 @@ DEFAULT_SCOPES = (
 )
 SLACKBOT_USER_AGENT = "Slackbot 1.0 (+https://api.slack.com/robots)"
 
-_STARTUP_TIMEOUT = 10.0
-_SHUTDOWN_GRACE = 0.25
 # Timestamps look like Slack's ("1700000000.000100") and increase by 100 µs per message.
 _TS_START_MICROS = 1_700_000_000_000_100
 _TS_STEP_MICROS = 100
@@ -212,9 +211,11 @@ def _filetype(name: str, mimetype: str) -> str:
     return extension.lstrip(".") or "binary"
 
 
-class FakeSlack:
+class FakeSlack(BackgroundServer):
     """The fake server; see the module docstring. Public attributes may be changed at any time."""
 
+    name = "fake Slack server"
+    thread_name = "fake-slack"
     bot_token: str = DEFAULT_BOT_TOKEN
     app_token: str = DEFAULT_APP_TOKEN
     signing_secret: str = DEFAULT_SIGNING_SECRET
@@ -223,6 +224,7 @@ class FakeSlack:
     bot_id: str = DEFAULT_BOT_ID
 
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.RLock()
         self._acked = threading.Condition(self._lock)  # notified whenever an ack arrives
         self._generations = itertools.count()
@@ -230,11 +232,6 @@ class FakeSlack:
         self._tasks: set[asyncio.Task[Any]] = set()  # background sends/closes on the loop
         self._ts_counter = itertools.count()
         self._id_counter = itertools.count(1)
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop_requested: asyncio.Event | None = None
-        self._port: int | None = None
-        self._startup_error: BaseException | None = None
         self._methods: dict[str, Callable[[dict[str, Any], str | None], dict[str, Any]]] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
@@ -298,107 +295,27 @@ class FakeSlack:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> FakeSlack:
-        """Bind 127.0.0.1 on a free port and serve from a background thread; return when ready."""
-        if self._thread is not None:
-            return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.bind(("127.0.0.1", 0))
-        except OSError:
-            sock.close()
-            raise
-        port = sock.getsockname()[1]
-        ready = threading.Event()
-        self._startup_error = None
-        thread = threading.Thread(
-            target=self._run, args=(sock, ready), name=f"fake-slack:{port}", daemon=True
-        )
-        thread.start()
-        if not ready.wait(_STARTUP_TIMEOUT):
-            raise RuntimeError("fake Slack server did not start in time")
-        if self._startup_error is not None:
-            thread.join()
-            raise RuntimeError("fake Slack server failed to start") from self._startup_error
-        self._thread = thread
-        self._port = port
-        return self
-
-    def stop(self) -> None:
-        """Stop serving, close every connection and join the thread. Safe to call twice."""
-        thread, loop, stop_requested = self._thread, self._loop, self._stop_requested
-        if thread is None or loop is None or stop_requested is None:
-            return
-        loop.call_soon_threadsafe(stop_requested.set)
-        thread.join(_STARTUP_TIMEOUT)
-        if thread.is_alive():
-            raise RuntimeError("fake Slack server thread did not stop")
-        self._thread = None
-        self._loop = None
-        self._stop_requested = None
-        self._port = None
-
-    def __enter__(self) -> FakeSlack:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
     @property
     def base_url(self) -> str:
         """The server root: "http://127.0.0.1:PORT"."""
-        if self._port is None:
-            raise RuntimeError("FakeSlack is not started")
-        return f"http://127.0.0.1:{self._port}"
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def api_url(self) -> str:
         """What to pass as the SDK's `base_url`: "http://127.0.0.1:PORT/api/"."""
         return f"{self.base_url}/api/"
 
-    def _run(self, sock: socket.socket, ready: threading.Event) -> None:
-        """Thread body: own the event loop from setup to close so nothing leaks across threads."""
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(self._serve(loop, sock, ready))
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            loop.close()
-            sock.close()
-            if not ready.is_set():  # died before serving: let start() fail now, not time out
-                self._startup_error = self._startup_error or RuntimeError("server thread died")
-                ready.set()
-
-    async def _serve(
-        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, ready: threading.Event
-    ) -> None:
-        stop_requested = asyncio.Event()
-        runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=_SHUTDOWN_GRACE)
-        try:
-            await runner.setup()
-            await web.SockSite(runner, sock).start()
-        except BaseException as exc:
-            self._startup_error = exc
-            await runner.cleanup()
-            ready.set()
-            return
+    def _on_serving(self) -> None:
+        """The send lock belongs to the server's loop; it exists before `_loop` is published, so
+        anything that sees the server started also finds the lock."""
         self._send_lock = asyncio.Lock()
-        self._loop = loop
-        self._stop_requested = stop_requested
-        ready.set()
-        try:
-            await stop_requested.wait()
-        finally:
-            with self._lock:
-                sockets, self._sockets = self._sockets, []
-            await self._close_sockets(sockets, code=1001, grace=_SHUTDOWN_GRACE)
-            await runner.cleanup()
+
+    async def _on_stopping(self) -> None:
+        """Close the Socket Mode websockets with 1001 (going away) so clients see a clean close,
+        not a handler cancelled by the runner's cleanup."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        await self._close_sockets(sockets, code=1001, grace=SHUTDOWN_GRACE)
 
     # -- scripting and inspection ------------------------------------------------------------
 
@@ -1608,7 +1525,7 @@ class FakeSlack:
 
     @staticmethod
     async def _close_sockets(
-        sockets: list[_SocketConnection], code: int = 1000, grace: float = _STARTUP_TIMEOUT
+        sockets: list[_SocketConnection], code: int = 1000, grace: float = STARTUP_TIMEOUT
     ) -> None:
         """Close (1000 normal, 1001 going away), waiting up to `grace` s for the clients' answer."""
         if not sockets:

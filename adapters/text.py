@@ -1,0 +1,28 @@
+"""Text shaping every chat platform needs: cutting an answer to the platform's message size."""
+
+from __future__ import annotations
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Pieces of at most `limit` characters, cut at paragraph, then line, then word breaks,
+    never inside a code block unless the block alone is too long."""
+    pieces: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        window = rest[:limit]
+        cut = max(window.rfind("\n\n"), -1)
+        if cut < limit // 3:
+            cut = window.rfind("\n")
+        if cut < limit // 3:
+            cut = window.rfind(" ")
+        if cut < limit // 3:
+            cut = limit
+        if window[:cut].count("```") % 2:  # inside a code block: close and reopen it
+            pieces.append(window[:cut].rstrip() + "\n```")
+            rest = "```\n" + rest[cut:].lstrip("\n")
+            continue
+        pieces.append(window[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest:
+        pieces.append(rest)
+    return pieces or [""]
