@@ -190,6 +190,13 @@ class KnowledgeConfig(BaseModel):
                 SourceConfig(name="escalations", kind="escalations")]
 
 
+class DiscordPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # Channel (or forum) ids where mentions are answered; empty: wherever the bot can read.
+    # Direct messages and the bot's own threads are always answered.
+    listen_channels: list[str] = []
+
+
 class ChannelPolicy(BaseModel):
     """The behaviour in force for one channel, after overrides."""
 
@@ -207,6 +214,7 @@ class Behaviour(BaseModel):
     channels: list[ChannelOverride] = []
     prices: dict[str, Price] = {}
     knowledge: KnowledgeConfig = KnowledgeConfig()
+    discord: DiscordPolicy = DiscordPolicy()
 
     def policy_for(self, platform: str, workspace: str, channel: str) -> ChannelPolicy:
         """The last matching override wins, so specific rules go below general ones."""
@@ -321,12 +329,18 @@ class Settings(BaseSettings):
                                                  validation_alias=_env("SLACK_STATE_SECRET"))
     slack_escalation_channel: str | None = Field(
         default=None, validation_alias=_env("SLACK_ESCALATION_CHANNEL"))
+    discord_bot_token: SecretStr | None = Field(default=None,
+                                                validation_alias=_env("DISCORD_BOT_TOKEN"))
+    discord_api_url: str = Field(default="https://discord.com/api/v10",
+                                 validation_alias=_env("DISCORD_API_URL"))
+    discord_escalation_channel: str | None = Field(
+        default=None, validation_alias=_env("DISCORD_ESCALATION_CHANNEL"))
     log_level: str = Field(default="INFO", validation_alias=_env("BOTHUB_LOG_LEVEL"))
     log_format: str = Field(default="console", validation_alias=_env("BOTHUB_LOG_FORMAT"))
 
     @field_validator("openai_api_key", "slack_bot_token", "slack_signing_secret",
                      "slack_app_token", "slack_client_id", "slack_client_secret",
-                     "slack_state_secret", mode="before")
+                     "slack_state_secret", "discord_bot_token", mode="before")
     @classmethod
     def _blank_key_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

@@ -36,7 +36,8 @@ async def _knowledge_health(hub: Hub) -> dict[str, object]:
 
 
 def platform_adapters(hub: Hub, *, slack_update_interval: float = 1.0,
-                      slack_native_streaming: bool = True) -> list[Any]:
+                      slack_native_streaming: bool = True,
+                      discord_update_interval: float = 1.0) -> list[Any]:
     """The adapters the settings ask for; each brings its own routes."""
     settings = hub.settings
     adapters: list[Any] = []
@@ -53,6 +54,14 @@ def platform_adapters(hub: Hub, *, slack_update_interval: float = 1.0,
             app_token=app_token.get_secret_value() if app_token else None,
             api_url=settings.slack_api_url, update_interval=slack_update_interval,
             native_streaming=slack_native_streaming))
+    if settings.discord_bot_token is not None:
+        from adapters.discord import DiscordAdapter
+
+        adapters.append(DiscordAdapter(
+            hub.engine, token=settings.discord_bot_token.get_secret_value(),
+            api_url=settings.discord_api_url,
+            listen_channels=hub.behaviour.discord.listen_channels,
+            update_interval=discord_update_interval))
     return adapters
 
 

@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -153,3 +154,13 @@ def running_server(settings: Settings,
 def live_server(tmp_path: Path, fake_openai: FakeOpenAI) -> Iterator[LiveServer]:
     with running_server(make_settings(tmp_path, fake_openai)) as server:
         yield server
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting")

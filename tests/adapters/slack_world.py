@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bot.server import create_app, platform_adapters
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer, make_settings, wait_for
+
+__all__ = ["wait_for"]  # re-exported: the Slack tests import it from here
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
 
@@ -37,16 +37,6 @@ def send(server: LiveServer, fake: FakeSlack, payload: dict[str, Any],
          **header_options: Any) -> httpx.Response:
     body, headers = fake.signed_request(payload, **header_options)
     return httpx.post(f"{server.url}/slack/events", content=body, headers=headers, timeout=10)
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting")
 
 
 def answers(fake: FakeSlack, channel: str, thread_ts: str) -> list[dict[str, Any]]:
