@@ -19,7 +19,7 @@ import httpx
 import structlog
 import yarl
 
-from adapters.discord.channel import NO_PINGS, DiscordReplyChannel
+from adapters.discord.channel import FEEDBACK_PREFIX, NO_PINGS, DiscordReplyChannel
 from bot.engine import Engine
 from bot.model import Attachment, Author, ConversationKey, Message
 from bot.store.repository import StorageUnavailable
@@ -60,6 +60,7 @@ class DiscordAdapter:
         self.client: discord.Client = client_class(intents=intents(),
                                                    allowed_mentions=NO_PINGS)
         self.client.event(self.on_message)
+        self.client.event(self.on_interaction)
         self._runner: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         # discord.py keeps its REST base and gateway URL as class attributes: set them while
@@ -137,6 +138,28 @@ class DiscordAdapter:
                 await self._answer(message, channel, self._thread_key(channel))
         elif me in message.mentions and self._listening(channel.id):
             await self._open_thread_and_answer(message)
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """👍/👎 on an answer: answered within Discord's 3 seconds, visible to the clicker only."""
+        if interaction.type is not discord.InteractionType.component:
+            return
+        data: dict[str, Any] = dict(interaction.data or {})
+        custom_id = str(data.get("custom_id") or "")
+        if not custom_id.startswith(FEEDBACK_PREFIX):
+            return
+        vote, _, ref = custom_id.removeprefix(FEEDBACK_PREFIX).partition(":")
+        try:
+            recorded = await self._engine.record_feedback(ref, str(interaction.user.id),
+                                                          helpful=vote == "up")
+        except StorageUnavailable as exc:
+            log.error("discord.feedback_not_saved", reason=exc.reason)
+            recorded = False
+        text = ("Thanks for the feedback!" if recorded
+                else "Sorry, I couldn't record that feedback.")
+        try:
+            await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException as exc:
+            log.warning("discord.interaction_not_answered", status=exc.status)
 
     def _listening(self, channel_id: int | None) -> bool:
         return not self._listen or channel_id in self._listen

@@ -23,6 +23,27 @@ log = structlog.get_logger(__name__)
 
 NO_PINGS = discord.AllowedMentions.none()
 PLACEHOLDER = "*Looking into it…*"
+FEEDBACK_PREFIX = "bothub:fb:"
+
+
+def feedback_view(reply: Reply) -> discord.ui.View | None:
+    """👍/👎 buttons whose custom ids carry the answer's ref. They are handled statelessly by
+    the adapter's `on_interaction`, so they keep working after a restart."""
+    if not reply.ref:
+        return None
+    view = discord.ui.View(timeout=None)
+    view.add_item(discord.ui.Button(label="Helpful", emoji="👍",
+                                    custom_id=f"{FEEDBACK_PREFIX}up:{reply.ref}"))
+    view.add_item(discord.ui.Button(label="Not helpful", emoji="👎",
+                                    custom_id=f"{FEEDBACK_PREFIX}down:{reply.ref}"))
+    return view
+
+
+def _release(view: discord.ui.View | None) -> None:
+    """discord.py keeps every sent view in memory to route its clicks; ours are routed by
+    `on_interaction`, so let it forget them."""
+    if view is not None:
+        view.stop()
 
 
 class DiscordReplyChannel:
@@ -32,19 +53,25 @@ class DiscordReplyChannel:
         self.client = client
         self.update_interval = update_interval
 
-    async def send(self, text: str, target: Any = None) -> discord.Message | None:
+    async def send(self, text: str, target: Any = None,
+                   view: discord.ui.View | None = None) -> discord.Message | None:
+        options: dict[str, Any] = {"allowed_mentions": NO_PINGS}
+        if view is not None:
+            options["view"] = view
         try:
-            message: discord.Message = await (target or self.target).send(
-                text, allowed_mentions=NO_PINGS)
+            message: discord.Message = await (target or self.target).send(text, **options)
         except discord.HTTPException as exc:
             log.error("discord.send_failed", status=exc.status, code=exc.code,
                       error=exc.text[:200])
             return None
+        finally:
+            _release(view)
         return message
 
     async def post(self, reply: Reply) -> None:
-        for part in render.messages(reply):
-            await self.send(part)
+        parts = render.messages(reply)
+        for number, part in enumerate(parts, start=1):
+            await self.send(part, view=feedback_view(reply) if number == len(parts) else None)
 
     async def stream(self) -> ReplyStream:
         return DiscordStream(self, await self.send(PLACEHOLDER))
@@ -78,24 +105,30 @@ class DiscordStream:
             pieces = render.split_text(self._text, render.MESSAGE_LIMIT - 2)
             await self._edit(pieces[0] + (" …" if len(pieces) > 1 else ""))
 
-    async def _edit(self, text: str) -> bool:
+    async def _edit(self, text: str, view: discord.ui.View | None = None) -> bool:
         if self._message is None:
             return False
-        if text == self._shown:
+        if text == self._shown and view is None:
             return True
         self._last_edit = time.monotonic()
+        options: dict[str, Any] = {"content": text, "allowed_mentions": NO_PINGS}
+        if view is not None:
+            options["view"] = view
         try:
-            await self._message.edit(content=text, allowed_mentions=NO_PINGS)
+            await self._message.edit(**options)
         except discord.HTTPException as exc:
             log.warning("discord.edit_failed", status=exc.status, code=exc.code)
             self._message = None  # deleted, archived or locked: post the final answer anew
             return False
+        finally:
+            _release(view)
         self._shown = text
         return True
 
     async def finish(self, reply: Reply) -> None:
         parts = render.messages(reply)
-        if not await self._edit(parts[0]):
-            await self._channel.send(parts[0])
-        for part in parts[1:]:
-            await self._channel.send(part)
+        for number, part in enumerate(parts, start=1):
+            last = number == len(parts)
+            if number == 1 and await self._edit(part, feedback_view(reply) if last else None):
+                continue
+            await self._channel.send(part, view=feedback_view(reply) if last else None)

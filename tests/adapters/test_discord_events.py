@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bot.model import ConversationKey
 from bot.server import create_app, platform_adapters
 from tests.conftest import LiveServer, make_settings, running_server, wait_for
 from tests.fakes.discord_server import FakeDiscord
@@ -168,3 +169,64 @@ def test_fifty_questions_in_fifty_threads(server: LiveServer, fake_discord: Fake
         final_answer(fake_discord, question["id"], f"You said: question {number}", timeout=30)
     assert len(fake_openai.chat_requests()) == 50
     assert len(fake_discord.threads) == 50
+
+
+def test_feedback_buttons_are_stored_and_acknowledged_privately(
+        server: LiveServer, fake_discord: FakeDiscord, fake_openai: FakeOpenAI) -> None:
+    question = fake_discord.dispatch_message("help me", mentions_bot=True,
+                                             channel_id=fake_discord.general_channel_id)
+    answer = final_answer(fake_discord, question["id"], "You said: help me")
+    buttons = wait_for(lambda: [c for row in fake_discord.messages(question["id"])[-1].get(
+        "components") or [] for c in row["components"]])
+    down = next(b for b in buttons if b["custom_id"].startswith("bothub:fb:down:"))
+    click = fake_discord.interaction_button(down["custom_id"], message_id=answer["id"],
+                                            channel_id=question["id"])
+    fake_discord.dispatch("INTERACTION_CREATE", click)
+    [response] = wait_for(lambda: fake_discord.interaction_responses)
+    assert "Thanks" in str(response) and "64" in str(response)  # flags: ephemeral
+
+    async def votes() -> list[tuple[str, int]]:
+        conversation = await server.hub.store.find(ConversationKey(
+            "discord", fake_discord.guild_id, fake_discord.general_channel_id, question["id"]))
+        assert conversation is not None
+        rows = await server.hub.store.messages(conversation.id)
+        return await server.hub.store.feedback(rows[1].id)
+
+    assert server.run(votes()) == [("1001", -1)]
+
+
+def test_an_image_reaches_the_model_and_other_files_are_named(
+        server: LiveServer, fake_discord: FakeDiscord, fake_openai: FakeOpenAI) -> None:
+    png = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+                        "0000000d49444154789c63f8cfc0f01f0005000201c2d2b6a80000000049454e44"
+                        "ae426082")
+    image = fake_discord.add_attachment("error.png", "image/png", png)
+    archive = fake_discord.add_attachment("logs.zip", "application/zip", b"PK\x03\x04")
+    question = fake_discord.dispatch_message("what is this?", mentions_bot=True,
+                                             attachments=[image, archive],
+                                             channel_id=fake_discord.general_channel_id)
+    answer = wait_for(lambda: next((m for m in bot_messages(fake_discord, question["id"])
+                                    if m["content"].startswith("You said")), None))
+    assert "logs.zip" in answer["content"]
+    content = fake_openai.chat_requests()[-1]["messages"][-1]["content"]
+    assert content[1]["image_url"]["url"].startswith("data:image/png;base64,")
+
+
+def test_forum_posts_are_answered_and_unlisted_channels_are_not(
+        tmp_path: Path, fake_openai: FakeOpenAI, fake_discord: FakeDiscord) -> None:
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path, f"discord:\n  listen_channels: "
+                                     f"['{fake_discord.forum_channel_id}']\n")
+    settings = make_settings(tmp_path, fake_openai, discord_bot_token=fake_discord.bot_token,
+                             discord_api_url=fake_discord.api_url, config_file=config)
+    with running_server(settings, discord_app):
+        wait_for(lambda: fake_discord.events_named("GUILD_CREATE"), timeout=15)
+        post = fake_discord.add_thread("Export fails", parent_id=fake_discord.forum_channel_id,
+                                       owner_id="1001")
+        fake_discord.dispatch_message("my export fails with an error", channel_id=post["id"])
+        final_answer(fake_discord, post["id"], "You said: my export fails with an error")
+        fake_discord.dispatch_message("hello?", mentions_bot=True,
+                                      channel_id=fake_discord.general_channel_id)
+        time.sleep(0.4)
+        assert len(fake_openai.chat_requests()) == 1
