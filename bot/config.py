@@ -195,6 +195,9 @@ class DiscordPolicy(BaseModel):
     # Channel (or forum) ids where mentions are answered; empty: wherever the bot can read.
     # Direct messages and the bot's own threads are always answered.
     listen_channels: list[str] = []
+    # AutoShardedClient: Discord requires shards from 2,500 servers on; it asks Discord for
+    # the recommended shard count and runs them all in this process.
+    sharded: bool = False
 
 
 class ChannelPolicy(BaseModel):

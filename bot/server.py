@@ -61,7 +61,7 @@ def platform_adapters(hub: Hub, *, slack_update_interval: float = 1.0,
             hub.engine, token=settings.discord_bot_token.get_secret_value(),
             api_url=settings.discord_api_url,
             listen_channels=hub.behaviour.discord.listen_channels,
-            update_interval=discord_update_interval))
+            sharded=hub.behaviour.discord.sharded, update_interval=discord_update_interval))
     return adapters
 
 

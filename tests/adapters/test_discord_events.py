@@ -230,3 +230,62 @@ def test_forum_posts_are_answered_and_unlisted_channels_are_not(
                                       channel_id=fake_discord.general_channel_id)
         time.sleep(0.4)
         assert len(fake_openai.chat_requests()) == 1
+
+
+def test_a_sharded_client_connects_and_answers(tmp_path: Path, fake_openai: FakeOpenAI,
+                                               fake_discord: FakeDiscord) -> None:
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path, "discord:\n  sharded: true\n")
+    settings = make_settings(tmp_path, fake_openai, discord_bot_token=fake_discord.bot_token,
+                             discord_api_url=fake_discord.api_url, config_file=config)
+    with running_server(settings, discord_app):
+        wait_for(lambda: fake_discord.events_named("GUILD_CREATE"), timeout=15)
+        assert fake_discord.calls_to("GET /gateway/bot")
+        identify = fake_discord.frames(2)[-1].data
+        assert identify["shard"] == [0, 1]
+        question = fake_discord.dispatch_message("sharded hello", mentions_bot=True,
+                                                 channel_id=fake_discord.general_channel_id)
+        final_answer(fake_discord, question["id"], "You said: sharded hello")
+
+
+def test_a_thread_deleted_mid_answer_loses_the_delivery_not_the_answer(
+        server: LiveServer, fake_discord: FakeDiscord, fake_openai: FakeOpenAI) -> None:
+    fake_openai.queue(ScriptedReply(text="This will take a while " * 4, chunk_delay=0.05))
+    question = fake_discord.dispatch_message("slow one", mentions_bot=True,
+                                             channel_id=fake_discord.general_channel_id)
+    wait_for(lambda: bot_messages(fake_discord, question["id"]))
+    fake_discord.delete_channel(question["id"])
+
+    async def answer_stored() -> bool:
+        conversation = await server.hub.store.find(ConversationKey(
+            "discord", fake_discord.guild_id, fake_discord.general_channel_id, question["id"]))
+        rows = await server.hub.store.messages(conversation.id) if conversation else []
+        return bool(rows) and rows[-1].role == "assistant"
+
+    wait_for(lambda: server.run(answer_stored()))
+
+
+def test_a_long_answer_continues_in_further_messages(
+        server: LiveServer, fake_discord: FakeDiscord, fake_openai: FakeOpenAI) -> None:
+    long_text = "\n\n".join(f"Step {n}: " + "configure the thing carefully " * 12
+                            for n in range(14))
+    fake_openai.queue(ScriptedReply(text=long_text))
+    question = fake_discord.dispatch_message("walk me through it", mentions_bot=True,
+                                             channel_id=fake_discord.general_channel_id)
+    def complete() -> list[dict[str, Any]] | None:
+        messages = bot_messages(fake_discord, question["id"])
+        words = " ".join(m["content"] for m in messages).split()
+        return messages if words == long_text.split() else None
+
+    parts = wait_for(complete, timeout=15)
+    assert len(parts) > 1 and all(len(m["content"]) <= 2000 for m in parts)
+
+
+def test_a_message_with_only_an_embed_gets_a_polite_notice(
+        server: LiveServer, fake_discord: FakeDiscord, fake_openai: FakeOpenAI) -> None:
+    question = fake_discord.dispatch_message(
+        "", mentions_bot=True, channel_id=fake_discord.general_channel_id,
+        embeds=[{"type": "link", "url": "https://example.com", "title": "Example"}])
+    notice = wait_for(lambda: bot_messages(fake_discord, question["id"]))
+    assert "empty" in notice[-1]["content"] and fake_openai.chat_requests() == []
