@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 import pytest
@@ -28,17 +28,37 @@ POSTGRES_ADMIN_URL = os.environ.get("BOTHUB_TEST_POSTGRES_URL",
                                     "postgresql://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture(scope="session")
-def _openai_server() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
+class ResettableServer(Protocol):
+    def start(self) -> Any: ...
+    def stop(self) -> None: ...
+    def reset(self) -> None: ...
+
+
+def shared_fake(kind: Callable[[], ResettableServer], name: str) -> tuple[Any, Any]:
+    """Fixtures for a fake server started once per test worker (starting one costs a thread
+    and a socket) and reset around every test, so no test sees another's state. Bind both
+    results at module level: pytest finds fixtures by module attribute."""
+
+    @pytest.fixture(scope="session", name=f"_{name}_server")
+    def server() -> Iterator[ResettableServer]:
+        fake = kind()
+        fake.start()
+        try:
+            yield fake
+        finally:
+            fake.stop()
+
+    @pytest.fixture(name=name)
+    def per_test(request: pytest.FixtureRequest) -> Iterator[ResettableServer]:
+        fake: ResettableServer = request.getfixturevalue(f"_{name}_server")
+        fake.reset()
         yield fake
+        fake.reset()
+
+    return server, per_test
 
 
-@pytest.fixture
-def fake_openai(_openai_server: FakeOpenAI) -> Iterator[FakeOpenAI]:
-    _openai_server.reset()
-    yield _openai_server
-    _openai_server.reset()
+_openai_server, fake_openai = shared_fake(FakeOpenAI, "fake_openai")
 
 
 def _postgres_database() -> Iterator[str]:
