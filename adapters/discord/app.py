@@ -134,7 +134,8 @@ class DiscordAdapter:
             await self._answer(message, channel, ConversationKey(
                 "discord", "dm", str(channel.id), str(channel.id)), direct=True)
         elif isinstance(channel, discord.Thread):
-            if await self._follows(channel):
+            mentioned = me in message.mentions and self._listening(channel.parent_id)
+            if mentioned or await self._follows(channel):
                 await self._answer(message, channel, self._thread_key(channel))
         elif me in message.mentions and self._listening(channel.id):
             await self._open_thread_and_answer(message)

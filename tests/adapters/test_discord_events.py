@@ -289,3 +289,13 @@ def test_a_message_with_only_an_embed_gets_a_polite_notice(
         embeds=[{"type": "link", "url": "https://example.com", "title": "Example"}])
     notice = wait_for(lambda: bot_messages(fake_discord, question["id"]))
     assert "empty" in notice[-1]["content"] and fake_openai.chat_requests() == []
+
+
+def test_a_mention_in_someone_elses_thread_is_answered_there(
+        server: LiveServer, fake_discord: FakeDiscord, fake_openai: FakeOpenAI) -> None:
+    thread = fake_discord.add_thread("Team chat", owner_id="1002")
+    fake_discord.dispatch_message("no mention, not for the bot", channel_id=thread["id"])
+    fake_discord.dispatch_message("can you check this?", mentions_bot=True,
+                                  channel_id=thread["id"])
+    final_answer(fake_discord, thread["id"], "You said: can you check this?")
+    assert len(fake_openai.chat_requests()) == 1
