@@ -7,7 +7,10 @@ split long text and how to respect its platform's rate limits.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any, Protocol, runtime_checkable
 
 from bot.model import Reply
 
@@ -52,3 +55,28 @@ class Adapter(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+class InFlight:
+    """Answers being worked out after the platform was already acknowledged. A shutdown waits
+    for them: their questions will not be delivered again."""
+
+    DRAIN_SECONDS = 30.0  # after this a shutdown goes on; the questions are stored anyway
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @contextlib.contextmanager
+    def track(self) -> Iterator[None]:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=self.DRAIN_SECONDS)

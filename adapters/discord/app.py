@@ -19,6 +19,7 @@ import httpx
 import structlog
 import yarl
 
+from adapters.base import InFlight
 from adapters.discord.channel import FEEDBACK_PREFIX, NO_PINGS, DiscordReplyChannel
 from bot.engine import Engine
 from bot.model import Attachment, Author, ConversationKey, Message
@@ -62,7 +63,7 @@ class DiscordAdapter:
         self.client.event(self.on_message)
         self.client.event(self.on_interaction)
         self._runner: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight = InFlight()
         # discord.py keeps its REST base and gateway URL as class attributes: set them while
         # this adapter runs and put them back when it stops.
         self._saved_urls = (discord.http.Route.BASE,
@@ -100,8 +101,7 @@ class DiscordAdapter:
         await self.client.wait_until_ready()
 
     async def stop(self) -> None:
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=30)
+        await self._in_flight.drain()
         await self.client.close()
         if self._runner is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -207,10 +207,7 @@ class DiscordAdapter:
 
     async def _answer(self, message: discord.Message, target: Any, key: ConversationKey, *,
                       direct: bool = False) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)  # type: ignore[arg-type]
-        try:
+        with self._in_flight.track():
             channel_name = getattr(message.channel, "name", "") or ""
             normalized = Message(
                 key=key, id=str(message.id),
@@ -225,9 +222,6 @@ class DiscordAdapter:
                                                 update_interval=self._update_interval)
             async with _typing(target):
                 await self._engine.handle(normalized, reply_channel)
-        finally:
-            if task is not None:
-                self._tasks.discard(task)  # type: ignore[arg-type]
 
 
 def _attachment(attachment: discord.Attachment) -> Attachment:

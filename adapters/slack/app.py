@@ -10,7 +10,6 @@ which the engine stores once: a restart does not forget it, so no question is an
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections import OrderedDict
@@ -30,6 +29,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.base import InFlight
 from adapters.slack import files, inbound, render
 from adapters.slack.channel import NativeStreaming, SlackReplyChannel
 from adapters.slack.inbound import Workspace
@@ -84,7 +84,7 @@ class SlackAdapter:
         self._app_token = app_token
         self._socket: AsyncSocketModeHandler | None = None
         self._names: OrderedDict[str, str] = OrderedDict()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight = InFlight()
         self._register()
 
     def router(self) -> APIRouter:
@@ -148,8 +148,7 @@ class SlackAdapter:
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=30)
+        await self._in_flight.drain()
 
     def _register(self) -> None:
         self.app.event("app_mention")(self._on_mention)
@@ -207,10 +206,7 @@ class SlackAdapter:
     async def _answer(self, event: dict[str, Any], workspace: Workspace, client: Any,
                       context: Any) -> None:
         """Runs after bolt's ack; keeps a reference so a shutdown can wait for it."""
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)  # type: ignore[arg-type]
-        try:
+        with self._in_flight.track():
             message = inbound.to_message(
                 event, workspace,
                 display_name=await self._user_name(client, workspace, str(event.get("user"))),
@@ -219,9 +215,6 @@ class SlackAdapter:
             await self._engine.handle(message, self._reply_channel(
                 client, str(event["channel"]), message.key.thread, team=workspace.team_id,
                 user=message.author.id))
-        finally:
-            if task is not None:
-                self._tasks.discard(task)  # type: ignore[arg-type]
 
     async def _on_ask(self, ack: Any, command: dict[str, Any], respond: Any, client: Any,
                       context: Any) -> None:
