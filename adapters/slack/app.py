@@ -241,8 +241,9 @@ class SlackAdapter:
             command, workspace, thread_ts=root,
             display_name=await self._user_name(client, workspace, user),
             channel_name=str(command.get("channel_name") or ""))
-        await self._engine.handle(message, self._reply_channel(
-            client, channel_id, root, team=workspace.team_id, user=user))
+        with self._in_flight.track():
+            await self._engine.handle(message, self._reply_channel(
+                client, channel_id, root, team=workspace.team_id, user=user))
 
     async def _on_feedback(self, ack: Any, body: dict[str, Any],
                            action: dict[str, Any]) -> None:
