@@ -1,6 +1,21 @@
-"""Text shaping every chat platform needs: cutting an answer to the platform's message size."""
+"""Text shaping every chat platform needs: message sizes and the sources line."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+
+from bot.model import Reply
+
+
+def sources_line(reply: Reply, link: Callable[[str], str] = lambda url: url) -> str:
+    """`**Sources:** [1] [Title](url) · …` in Markdown; `link` wraps each URL (Discord puts it
+    in angle brackets so that no preview unfurls)."""
+    parts = []
+    for citation in reply.citations:
+        title = citation.title.replace("[", "(").replace("]", ")")
+        parts.append(f"[{citation.index}] [{title}]({link(citation.url)})" if citation.url
+                     else f"[{citation.index}] {title}")
+    return "**Sources:** " + " · ".join(parts) if parts else ""
 
 
 def split_text(text: str, limit: int) -> list[str]:

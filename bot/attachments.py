@@ -70,9 +70,22 @@ async def _read(attachment: Attachment, limit: int) -> bytes | None:
     return data if len(data) <= limit else None
 
 
+def sniff_image(data: bytes) -> str | None:
+    """The image type the bytes really are: platforms send vague types (Teams: `image/*`)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:6] in {b"GIF87a", b"GIF89a"}:
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
 async def _add_image(prepared: PreparedInput, attachment: Attachment, limits: Limits) -> None:
-    content_type = attachment.content_type.lower().split(";")[0].strip()
-    if content_type not in IMAGE_TYPES:
+    declared = attachment.content_type.lower().split(";")[0].strip()
+    if declared not in IMAGE_TYPES and declared != "image/*":
         prepared.notes.append(replies.skipped_attachments(
             [attachment.name], "I can read PNG, JPEG, GIF and WebP images"))
         return
@@ -85,6 +98,11 @@ async def _add_image(prepared: PreparedInput, attachment: Attachment, limits: Li
         prepared.notes.append(replies.skipped_attachments(
             [attachment.name], f"it is unavailable or larger than "
                                f"{limits.max_image_bytes // (1024 * 1024)} MB"))
+        return
+    content_type = sniff_image(data) or (declared if declared in IMAGE_TYPES else None)
+    if content_type is None:
+        prepared.notes.append(replies.skipped_attachments(
+            [attachment.name], "I can read PNG, JPEG, GIF and WebP images"))
         return
     prepared.image_urls.append(
         f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}")

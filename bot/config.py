@@ -338,12 +338,26 @@ class Settings(BaseSettings):
                                  validation_alias=_env("DISCORD_API_URL"))
     discord_escalation_channel: str | None = Field(
         default=None, validation_alias=_env("DISCORD_ESCALATION_CHANNEL"))
+    microsoft_app_id: str | None = Field(default=None, validation_alias=_env("MICROSOFT_APP_ID"))
+    microsoft_app_password: SecretStr | None = Field(
+        default=None, validation_alias=_env("MICROSOFT_APP_PASSWORD"))
+    microsoft_app_tenant_id: str | None = Field(
+        default=None, validation_alias=_env("MICROSOFT_APP_TENANT_ID"))
+    teams_escalation_conversation: str | None = Field(
+        default=None, validation_alias=_env("TEAMS_ESCALATION_CONVERSATION"))
+    teams_service_url: str | None = Field(default=None, validation_alias=_env("TEAMS_SERVICE_URL"))
+    teams_allowed_service_urls: str = Field(
+        default="", validation_alias=_env("TEAMS_ALLOWED_SERVICE_URLS"))
+    teams_openid_metadata_url: str | None = Field(
+        default=None, validation_alias=_env("TEAMS_OPENID_METADATA_URL"))
+    teams_login_url: str | None = Field(default=None, validation_alias=_env("TEAMS_LOGIN_URL"))
     log_level: str = Field(default="INFO", validation_alias=_env("BOTHUB_LOG_LEVEL"))
     log_format: str = Field(default="console", validation_alias=_env("BOTHUB_LOG_FORMAT"))
 
     @field_validator("openai_api_key", "slack_bot_token", "slack_signing_secret",
                      "slack_app_token", "slack_client_id", "slack_client_secret",
-                     "slack_state_secret", "discord_bot_token", mode="before")
+                     "slack_state_secret", "discord_bot_token", "microsoft_app_id",
+                     "microsoft_app_password", "microsoft_app_tenant_id", mode="before")
     @classmethod
     def _blank_key_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -391,6 +405,15 @@ class Settings(BaseSettings):
                 and self.slack_app_token is None):
             raise ValueError("SLACK_BOT_TOKEN needs SLACK_SIGNING_SECRET (to verify Slack's "
                              "HTTP requests) or SLACK_APP_TOKEN (for Socket Mode)")
+        return self
+
+    @model_validator(mode="after")
+    def _teams_needs_its_password(self) -> Settings:
+        if self.microsoft_app_id is not None and self.microsoft_app_password is None:
+            raise ValueError("MICROSOFT_APP_ID needs MICROSOFT_APP_PASSWORD (the client secret "
+                             "of the bot's Microsoft Entra app registration)")
+        if self.microsoft_app_id is None and self.microsoft_app_tenant_id is not None:
+            raise ValueError("MICROSOFT_APP_TENANT_ID is set but MICROSOFT_APP_ID is not")
         return self
 
     @property

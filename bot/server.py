@@ -37,8 +37,10 @@ async def _knowledge_health(hub: Hub) -> dict[str, object]:
 
 def platform_adapters(hub: Hub, *, slack_update_interval: float = 1.0,
                       slack_native_streaming: bool = True,
-                      discord_update_interval: float = 1.0) -> list[Any]:
-    """The adapters the settings ask for; each brings its own routes."""
+                      discord_update_interval: float = 1.0,
+                      teams_update_interval: float = 1.0) -> list[Any]:
+    """The adapters the settings ask for; each brings its own routes. Teams is always there:
+    without MICROSOFT_APP_ID it serves a local Bot Framework Emulator only."""
     settings = hub.settings
     adapters: list[Any] = []
     if settings.slack_bot_token is not None or settings.slack_oauth:
@@ -62,7 +64,29 @@ def platform_adapters(hub: Hub, *, slack_update_interval: float = 1.0,
             api_url=settings.discord_api_url,
             listen_channels=hub.behaviour.discord.listen_channels,
             sharded=hub.behaviour.discord.sharded, update_interval=discord_update_interval))
+    adapters.append(teams_adapter(hub, update_interval=teams_update_interval))
     return adapters
+
+
+def teams_adapter(hub: Hub, *, update_interval: float = 1.0) -> Any:
+    from adapters.teams import TeamsAdapter
+    from adapters.teams.app import ServiceUrls
+    from adapters.teams.references import TeamsConversations
+    from adapters.teams.wiring import BotCredentials, BotFrameworkConnection
+
+    settings = hub.settings
+    password = settings.microsoft_app_password
+    connection = BotFrameworkConnection(BotCredentials(
+        app_id=settings.microsoft_app_id,
+        password=password.get_secret_value() if password else None,
+        tenant_id=settings.microsoft_app_tenant_id,
+        openid_metadata_url=settings.teams_openid_metadata_url,
+        login_url=settings.teams_login_url))
+    return TeamsAdapter(
+        hub.engine, connection, TeamsConversations(hub.database),
+        service_urls=ServiceUrls(settings.teams_allowed_service_urls,
+                                 auth_enabled=connection.auth_enabled),
+        default_service_url=settings.teams_service_url, update_interval=update_interval)
 
 
 def create_app(hub: Hub, *, services: bool = True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from adapters.text import sources_line as markdown_sources
 from adapters.text import split_text
 
 __all__ = ["MESSAGE_LIMIT", "messages", "sources_line", "split_text"]
@@ -12,12 +13,7 @@ MESSAGE_LIMIT = 2000
 
 def sources_line(reply: Reply) -> str:
     """`<url>` in angle brackets keeps Discord from unfurling a preview of every source."""
-    parts = []
-    for citation in reply.citations:
-        title = citation.title.replace("[", "(").replace("]", ")")
-        parts.append(f"[{citation.index}] [{title}](<{citation.url}>)" if citation.url
-                     else f"[{citation.index}] {title}")
-    return "**Sources:** " + " · ".join(parts) if parts else ""
+    return markdown_sources(reply, lambda url: f"<{url}>")
 
 
 def messages(reply: Reply) -> list[str]:

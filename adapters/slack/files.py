@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-import httpx
-
+from adapters.http import download
 from bot.model import FetchBytes
 
-MAX_DOWNLOAD = 32 * 1024 * 1024  # the engine's own limits are lower; this guards memory
 SLACK_HOSTS = ("slack.com", "slack-edge.com")
 
 
@@ -39,14 +37,4 @@ class FileFetcher:
     async def download(self, url: str) -> bytes:
         if not self.allowed(url):
             raise PermissionError(f"not sending the bot token to {urlsplit(url).hostname!r}")
-        async with httpx.AsyncClient(timeout=30, follow_redirects=False) as http, \
-                http.stream("GET", url,
-                            headers={"Authorization": f"Bearer {self._token}"}) as response:
-            if response.status_code != 200:  # Slack redirects a bad token to a login page
-                raise PermissionError(f"Slack answered {response.status_code} for a file")
-            data = bytearray()
-            async for chunk in response.aiter_bytes():
-                data += chunk
-                if len(data) > MAX_DOWNLOAD:
-                    raise ValueError("file larger than the download limit")
-            return bytes(data)
+        return await download(url, platform="Slack", bearer=self._token)

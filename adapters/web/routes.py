@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from adapters.http import read_capped
 from adapters.web.channel import SseReplyChannel
 from bot.engine import Engine, Outcome, Result
 from bot.model import Author, ConversationKey, Message
@@ -49,16 +50,6 @@ def _problem(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def _read_capped(request: Request, limit: int) -> bytes | None:
-    """The body, or None past `limit` bytes: a huge upload is refused without being held."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
 def web_chat_router(engine: Engine) -> APIRouter:
     router = APIRouter()
     running: set[asyncio.Task[Any]] = set()  # strong references: answers outlive their request
@@ -77,7 +68,7 @@ def web_chat_router(engine: Engine) -> APIRouter:
 
     @router.post("/api/chat")
     async def chat(request: Request) -> Response:
-        body = await _read_capped(request, MAX_BODY_BYTES)
+        body = await read_capped(request, MAX_BODY_BYTES)
         if body is None:
             return _problem(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
         try:

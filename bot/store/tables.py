@@ -185,6 +185,21 @@ class SchedulerJob(Base):
     job_state: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class TeamsConversation(Base):
+    """A Teams conversation bothub may write to unprompted (proactive messages, escalations):
+    the conversation reference Bot Framework sent with its latest activity there."""
+
+    __tablename__ = "teams_conversations"
+
+    conversation_id: Mapped[str] = mapped_column(String(400), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), default="")
+    kind: Mapped[str] = mapped_column(String(16))  # personal, groupChat or channel
+    service_url: Mapped[str] = mapped_column(String(400))
+    reference: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                 onupdate=utcnow)
+
+
 # Slack's multi-workspace installations, in the tables slack_sdk's AsyncSQLAlchemyInstallationStore
 # reads and writes, declared on our metadata so that migrations create and evolve them too.
 SLACK_INSTALLATIONS = "slack_installations"

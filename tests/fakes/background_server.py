@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import socket
+import ssl
 import threading
 from typing import ClassVar, Self
 
@@ -53,6 +54,11 @@ class BackgroundServer(abc.ABC):
         """Called on the server's loop once the socket is listening, before `_loop` is published
         and `start()` returns: the place to create objects that must belong to that loop."""
         return  # a hook, empty on purpose (not abstract)
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context to serve with (called once per start, on the server's loop); None, the
+        default, serves plain HTTP."""
+        return None
 
     async def _on_stopping(self) -> None:
         """Awaited on the server's loop when it stops, before the app is cleaned up (which gives
@@ -141,7 +147,7 @@ class BackgroundServer(abc.ABC):
         runner = web.AppRunner(self._build_app(), access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
         try:
             await runner.setup()
-            await web.SockSite(runner, sock).start()
+            await web.SockSite(runner, sock, ssl_context=self._ssl_context()).start()
         except BaseException as exc:
             self._startup_error = exc
             await runner.cleanup()

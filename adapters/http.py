@@ -1,0 +1,35 @@
+"""What the adapters' HTTP routes share."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import Request
+
+MAX_DOWNLOAD = 32 * 1024 * 1024  # the engine's own limits are lower; this guards memory
+
+
+async def read_capped(request: Request, limit: int) -> bytes | None:
+    """The body, or None past `limit` bytes: a huge upload is refused without being held."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+async def download(url: str, *, platform: str, bearer: str | None = None,
+                   follow_redirects: bool = False) -> bytes:
+    """A file a user attached, at most `MAX_DOWNLOAD` bytes; the caller decides whether the
+    bot's token may go to that host."""
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    async with httpx.AsyncClient(timeout=30, follow_redirects=follow_redirects) as http, \
+            http.stream("GET", url, headers=headers) as response:
+        if response.status_code != 200:  # Slack redirects a bad token to a login page
+            raise PermissionError(f"{platform} answered {response.status_code} for a file")
+        data = bytearray()
+        async for chunk in response.aiter_bytes():
+            data += chunk
+            if len(data) > MAX_DOWNLOAD:
+                raise ValueError("file larger than the download limit")
+        return bytes(data)

@@ -1,0 +1,300 @@
+"""The Microsoft Teams adapter: Bot Framework activities on `POST /api/messages`.
+
+Each request's JWT is verified by botbuilder (401 without work otherwise) unless no
+`MICROSOFT_APP_ID` is set, which is for a local Bot Framework Emulator only and says so loudly.
+Messages are acknowledged at once and answered in the background (Bot Framework gives a bot
+15 seconds to answer the HTTP request); an invoke (an Adaptive Card button) is answered in the
+HTTP response. In channels and group chats the bot answers when @-mentioned, in 1:1 chats
+always. Bot Framework redelivers an activity with the same id, which the engine stores once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from adapters.base import DestinationUnavailable, InFlight
+from adapters.http import read_capped
+from adapters.teams import inbound, render
+from adapters.teams.channel import TeamsReplyChannel
+from adapters.teams.references import TeamsConversations
+from adapters.teams.wiring import (
+    AuthUnavailable,
+    BadActivity,
+    BotFrameworkConnection,
+    ConnectorError,
+    InvokeReply,
+    NotAuthorized,
+    Turn,
+)
+from bot.engine import Engine
+from bot.model import Message
+from bot.store.repository import StorageUnavailable
+
+log = structlog.get_logger(__name__)
+
+MAX_BODY_BYTES = 512 * 1024  # Teams activities are far smaller; attachments travel as URLs
+# The hosts of Microsoft's Bot Framework connectors (Teams, the Bot Framework Service and the
+# government and China clouds). A bot may call only these unless told otherwise.
+MICROSOFT_HOSTS = ("smba.trafficmanager.net", "botframework.com", "teams.microsoft.com",
+                   "teams.microsoft.us", "botframework.azure.us", "botframework.azure.cn")
+LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+WELCOME = ("Hi, I'm {name}. Ask me anything about our products and I'll answer from our "
+           "documentation. In channels and group chats, @-mention me with your question.")
+THANKS = "Thanks for the feedback!"
+
+
+class ServiceUrls:
+    """Which connectors replies may go to: Microsoft's by default, loopback (the Emulator) when
+    authentication is off, or the prefixes in `TEAMS_ALLOWED_SERVICE_URLS`. Without this an
+    unauthenticated activity could make the bot send requests anywhere."""
+
+    def __init__(self, configured: str, *, auth_enabled: bool) -> None:
+        self._prefixes = [p if p.endswith("/") else p + "/"
+                          for p in (part.strip() for part in configured.split(",")) if p]
+        self._auth_enabled = auth_enabled
+
+    def allows(self, url: str) -> bool:
+        parts = urlsplit(url)
+        if parts.scheme not in {"https", "http"} or not parts.hostname:
+            return False
+        if self._prefixes:
+            normalized = url if url.endswith("/") else url + "/"
+            return any(normalized.startswith(prefix) for prefix in self._prefixes)
+        if not self._auth_enabled:
+            return parts.hostname in LOOPBACK
+        return parts.scheme == "https" and any(
+            parts.hostname == host or parts.hostname.endswith("." + host)
+            for host in MICROSOFT_HOSTS)
+
+
+class TeamsAdapter:
+    name = "teams"
+
+    def __init__(self, engine: Engine, connection: BotFrameworkConnection,
+                 conversations: TeamsConversations, *, service_urls: ServiceUrls,
+                 default_service_url: str | None = None, update_interval: float = 1.0) -> None:
+        self._engine = engine
+        self._connection = connection
+        self._conversations = conversations
+        self._service_urls = service_urls
+        self._default_service_url = default_service_url
+        self._update_interval = update_interval
+        self._in_flight = InFlight()
+        self._running: set[asyncio.Task[Any]] = set()
+
+    async def start(self) -> None:
+        if self._connection.auth_enabled:
+            log.info("teams.ready", app_id=self._connection.credentials.app_id,
+                     tenant=self._connection.credentials.tenant_id or "multi-tenant")
+        else:
+            log.warning("teams.auth_disabled",
+                        warning="MICROSOFT_APP_ID is not set: /api/messages accepts "
+                                "UNAUTHENTICATED activities, for a local Bot Framework "
+                                "Emulator (replies go to loopback addresses only). For Teams, "
+                                "set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD.")
+
+    async def stop(self) -> None:
+        await self._in_flight.drain()
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+
+        @router.post("/api/messages", include_in_schema=False)
+        async def messages(request: Request) -> Response:
+            return await self._receive(request)
+
+        return router
+
+    # -- HTTP -----------------------------------------------------------------------------------
+
+    async def _receive(self, request: Request) -> Response:
+        body = await read_capped(request, MAX_BODY_BYTES)
+        if body is None:
+            log.warning("teams.body_too_large")
+            return _problem(413, f"the activity is larger than {MAX_BODY_BYTES} bytes")
+        try:
+            data = json.loads(body)
+        except (UnicodeDecodeError, ValueError):
+            return _problem(400, "the body is not JSON")
+        if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+            return _problem(400, "the body is not a Bot Framework activity")
+        if not isinstance(_get(data, "conversation", "id"), str):
+            return _problem(400, "the activity names no conversation")
+        try:
+            activity = self._connection.parse(data)
+        except BadActivity as exc:
+            log.warning("teams.malformed_activity", error=str(exc))
+            return _problem(400, "the body is not a Bot Framework activity")
+        try:
+            identity = await self._connection.authenticate(
+                request.headers.get("authorization"), activity)
+        except NotAuthorized as exc:
+            log.warning("teams.unauthorized", reason=str(exc))
+            return _problem(401, "unauthorized")
+        except AuthUnavailable as exc:
+            log.error("teams.auth_unavailable", reason=str(exc))
+            return _problem(503, "cannot verify the request right now")
+        service_url = data.get("serviceUrl")
+        if not isinstance(service_url, str) or not self._service_urls.allows(service_url):
+            log.warning("teams.service_url_refused", service_url=str(service_url)[:200],
+                        hint="set TEAMS_ALLOWED_SERVICE_URLS if this connector is yours")
+            return _problem(403, "serviceUrl is not an allowed Bot Framework connector")
+        if data["type"] == "invoke":
+            reply = await self._run(identity, activity, data)
+            if reply is None:
+                return Response(status_code=200)
+            return JSONResponse(reply.body or {}, status_code=reply.status)
+        task = asyncio.create_task(self._run(identity, activity, data))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return Response(status_code=200)
+
+    async def _run(self, identity: Any, activity: Any,
+                   body: dict[str, Any]) -> InvokeReply | None:
+        with self._in_flight.track():
+            try:
+                return await self._connection.run_turn(identity, activity, body, self._on_turn)
+            except Exception:
+                log.exception("teams.turn_failed", activity_type=getattr(activity, "type", None))
+                return InvokeReply(500) if getattr(activity, "type", None) == "invoke" else None
+
+    # -- activities -----------------------------------------------------------------------------
+
+    async def _on_turn(self, turn: Turn) -> InvokeReply | None:
+        kind = turn.activity.get("type")
+        if kind == "message":
+            await self._on_message(turn)
+        elif kind == "invoke":
+            return await self._on_invoke(turn)
+        elif kind == "conversationUpdate":
+            await self._on_conversation_update(turn)
+        elif kind == "installationUpdate":
+            await self._on_installation_update(turn)
+        else:
+            log.info("teams.activity_ignored", activity_type=kind)
+        return None
+
+    async def _remember(self, turn: Turn) -> None:
+        activity = turn.activity
+        try:
+            await self._conversations.remember(turn.reference, kind=inbound.scope(activity),
+                                               tenant_id=inbound.tenant(activity))
+        except StorageUnavailable as exc:
+            log.warning("teams.reference_not_saved", reason=exc.reason)
+
+    async def _on_message(self, turn: Turn) -> None:
+        activity = turn.activity
+        sender = inbound.as_dict(activity.get("from"))
+        if sender.get("id") == inbound.bot_id(activity) or not activity.get("id"):
+            return
+        await self._remember(turn)
+        personal = inbound.scope(activity) == "personal"
+        if not personal and not inbound.mentions_bot(activity):
+            return
+        attachments = inbound.attachments(activity, turn.bearer_token)
+        text = inbound.text(activity)
+        if not text and not attachments and activity.get("value") is not None:
+            return  # an old-style card submit, not a question
+        message = Message(
+            key=inbound.conversation_key(activity), id=str(activity["id"]),
+            author=inbound.author(activity), text=text, attachments=attachments,
+            mentioned=not personal, direct=personal,
+            channel_name=inbound.channel_name(activity),
+            raw={"id": activity["id"], "conversation_id": activity["conversation"]["id"]})
+        channel = TeamsReplyChannel(turn, outbox=self, personal=personal,
+                                    update_interval=self._update_interval)
+        await channel.typing()
+        await self._engine.handle(message, channel)
+
+    async def _on_invoke(self, turn: Turn) -> InvokeReply:
+        activity = turn.activity
+        action = inbound.as_dict(inbound.as_dict(activity.get("value")).get("action"))
+        if activity.get("name") != "adaptiveCard/action" or action.get("verb") != \
+                render.FEEDBACK_VERB:
+            log.info("teams.invoke_ignored", name=str(activity.get("name"))[:100],
+                     verb=str(action.get("verb"))[:100])
+            return InvokeReply(200, {"statusCode": 400, "type": "application/vnd.microsoft.error",
+                                     "value": {"code": "BadRequest",
+                                               "message": "This action is not known."}})
+        data = inbound.as_dict(action.get("data"))
+        user = inbound.author(activity).id
+        try:
+            recorded = await self._engine.record_feedback(str(data.get("ref") or ""), user,
+                                                          helpful=data.get("vote") == "up")
+        except StorageUnavailable as exc:
+            log.error("teams.feedback_not_saved", reason=exc.reason)
+            recorded = False
+        text = THANKS if recorded else "Sorry, I couldn't record that feedback."
+        return InvokeReply(200, {"statusCode": 200, "type": render.ADAPTIVE_CARD,
+                                 "value": render.notice_card(text)})
+
+    async def _on_conversation_update(self, turn: Turn) -> None:
+        activity = turn.activity
+        me = inbound.bot_id(activity)
+        added = [m for m in activity.get("membersAdded") or [] if isinstance(m, dict)]
+        removed = [m for m in activity.get("membersRemoved") or [] if isinstance(m, dict)]
+        if any(member.get("id") == me for member in removed):
+            log.info("teams.bot_removed", conversation=_get(activity, "conversation", "id"))
+            return
+        await self._remember(turn)
+        if any(member.get("id") == me for member in added):
+            log.info("teams.bot_added", scope=inbound.scope(activity),
+                     conversation=_get(activity, "conversation", "id"))
+            name = _get(activity, "recipient", "name") or "your support assistant"
+            await TeamsReplyChannel(turn, outbox=self, personal=False).send(
+                render.plain(WELCOME.format(name=name)))
+
+    async def _on_installation_update(self, turn: Turn) -> None:
+        action = str(turn.activity.get("action") or "")
+        log.info("teams.installation_update", action=action[:40],
+                 conversation=_get(turn.activity, "conversation", "id"))
+        if action.startswith("add"):
+            await self._remember(turn)
+
+    # -- proactive ------------------------------------------------------------------------------
+
+    async def post_to(self, conversation_id: str, activities: list[dict[str, Any]]) -> str:
+        """Post into a conversation bothub was not asked in: through the reference stored when
+        the bot was added there, or `TEAMS_SERVICE_URL` for a conversation id given by hand."""
+        try:
+            reference = await self._conversations.find(conversation_id)
+        except StorageUnavailable as exc:
+            raise DestinationUnavailable(f"Teams conversations unreadable: {exc.reason}") from None
+        if reference is None and self._default_service_url:
+            reference = {"serviceUrl": self._default_service_url, "channelId": "msteams",
+                         "conversation": {"id": conversation_id}}
+        if reference is None:
+            raise DestinationUnavailable(f"bothub has not been added to Teams conversation "
+                                         f"{conversation_id} (or TEAMS_SERVICE_URL is unset)")
+        if not self._service_urls.allows(str(reference.get("serviceUrl") or "")):
+            raise DestinationUnavailable("the stored serviceUrl is not an allowed connector")
+        posted: list[str] = []
+
+        async def send_all(turn: Turn) -> None:
+            for activity in activities:
+                posted.append(await turn.send(activity))
+
+        try:
+            await self._connection.continue_conversation(reference, send_all)
+        except ConnectorError as exc:
+            raise DestinationUnavailable(f"Teams refused the post: {exc}") from None
+        return posted[0] if posted else ""
+
+
+def _get(data: dict[str, Any], *path: str) -> Any:
+    for key in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)  # type: ignore[assignment]
+    return data
+
+
+def _problem(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
