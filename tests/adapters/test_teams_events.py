@@ -31,6 +31,7 @@ PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08
 
 class TeamsServer(LiveServer):
     teams: Any  # the running TeamsAdapter, for proactive posts
+    sign: Any = None  # with authentication on: activity -> headers with a valid token
 
 
 @contextmanager
@@ -67,6 +68,17 @@ def open_server(tmp_path: Path, fake_openai: FakeOpenAI,
         yield live
 
 
+@pytest.fixture(params=["auth off", "auth on"])
+def server(request: pytest.FixtureRequest, fake_teams: FakeBotFramework) -> TeamsServer:
+    """Each behaviour in the emulator mode and as in production; `post` signs when needed."""
+    if request.param == "auth off":
+        live: TeamsServer = request.getfixturevalue("open_server")
+        return live
+    live = request.getfixturevalue("secure_server")
+    live.sign = fake_teams.auth_headers
+    return live
+
+
 @pytest.fixture
 def secure_server(tmp_path: Path, fake_openai: FakeOpenAI, fake_teams: FakeBotFramework,
                   monkeypatch: pytest.MonkeyPatch) -> Iterator[TeamsServer]:
@@ -77,12 +89,14 @@ def secure_server(tmp_path: Path, fake_openai: FakeOpenAI, fake_teams: FakeBotFr
         yield live
 
 
-def post(server: LiveServer, activity: Any, headers: dict[str, str] | None = None,
+def post(server: TeamsServer, activity: Any, headers: dict[str, str] | None = None,
          **options: Any) -> httpx.Response:
     if isinstance(activity, (bytes, str)):
         return httpx.post(f"{server.url}/api/messages", content=activity,
                           headers=headers or {"Content-Type": "application/json"}, timeout=15,
                           **options)
+    if headers is None and server.sign is not None:
+        headers = server.sign(activity)
     return httpx.post(f"{server.url}/api/messages", json=activity, headers=headers, timeout=15,
                       **options)
 
@@ -108,11 +122,11 @@ def streaminfo(activity: dict[str, Any]) -> dict[str, Any] | None:
 # -- conversations ---------------------------------------------------------------------------
 
 def test_a_personal_chat_streams_the_answer_and_remembers(
-        open_server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
+        server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
     fake_openai.queue(ScriptedReply(text="Open **Settings**, then choose Security and reset "
                                          "your password there.", chunk_delay=0.03))
     first = fake_teams.message("how do I reset my password?")
-    assert post(open_server, first).status_code == 200
+    assert post(server, first).status_code == 200
     conversation = first["conversation"]["id"]
     final = answer(fake_teams, conversation)
 
@@ -138,7 +152,7 @@ def test_a_personal_chat_streams_the_answer_and_remembers(
 
     follow_up = fake_teams.message("and what did I ask before?",
                                    conversation_id=conversation)
-    post(open_server, follow_up)
+    post(server, follow_up)
     wait_for(lambda: len([m for m in messages(fake_teams, conversation)
                           if m.get("attachments")]) == 2)
     prompt = fake_openai.chat_requests()[-1]["messages"]
@@ -147,9 +161,9 @@ def test_a_personal_chat_streams_the_answer_and_remembers(
 
 
 def test_a_channel_mention_is_answered_in_its_reply_chain_without_streaming(
-        open_server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
+        server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
     post_ = fake_teams.message("where are the invoices?", scope="channel", mention_bot=True)
-    assert post(open_server, post_).status_code == 200
+    assert post(server, post_).status_code == 200
     conversation = post_["conversation"]["id"]
     final = answer(fake_teams, conversation)
     assert final["text"] == "You said: where are the invoices?"
@@ -161,51 +175,51 @@ def test_a_channel_mention_is_answered_in_its_reply_chain_without_streaming(
         "where are the invoices?"  # the mention is not part of the question
 
     chat = fake_teams.message("just chatting among ourselves", scope="channel")
-    post(open_server, chat)
+    post(server, chat)
     time.sleep(0.3)
     assert len(fake_openai.chat_requests()) == 1
     assert not fake_teams.activities(chat["conversation"]["id"])
 
 
 def test_follow_ups_in_the_same_reply_chain_share_the_conversation(
-        open_server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
+        server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
     first = fake_teams.message("my plan is Team", scope="channel", mention_bot=True)
-    post(open_server, first)
+    post(server, first)
     answer(fake_teams, first["conversation"]["id"])
     root = first["conversation"]["id"].split(";messageid=")[1]
     second = fake_teams.message("which plan am I on?", scope="channel", mention_bot=True,
                                 reply_chain=root)
-    post(open_server, second)
+    post(server, second)
     wait_for(lambda: len(fake_openai.chat_requests()) == 2)
     contents = [m["content"] for m in fake_openai.chat_requests()[-1]["messages"]]
     assert "my plan is Team" in contents
 
     elsewhere = fake_teams.message("which plan am I on?", scope="channel", mention_bot=True)
-    post(open_server, elsewhere)
+    post(server, elsewhere)
     wait_for(lambda: len(fake_openai.chat_requests()) == 3)
     contents = [m["content"] for m in fake_openai.chat_requests()[-1]["messages"]]
     assert "my plan is Team" not in contents  # another reply chain, another conversation
 
 
 def test_a_group_chat_needs_a_mention_and_gets_one_message(
-        open_server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
+        server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
     ignored = fake_teams.message("lunch at noon?", scope="groupChat")
     asked = fake_teams.message("what does the Team plan cost?", scope="groupChat",
                                mention_bot=True,
                                conversation_id=ignored["conversation"]["id"])
-    post(open_server, ignored)
-    post(open_server, asked)
+    post(server, ignored)
+    post(server, asked)
     final = answer(fake_teams, asked["conversation"]["id"])
     assert final["text"] == "You said: what does the Team plan cost?"
     assert len(fake_openai.chat_requests()) == 1
     assert len(messages(fake_teams, asked["conversation"]["id"])) == 1
 
 
-def test_long_answers_are_split_and_sources_are_links(
-        open_server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
+def test_long_answers_are_split_into_several_messages(
+        server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
     fake_openai.queue(ScriptedReply(text="word " * 4000))
     question = fake_teams.message("tell me everything", scope="groupChat", mention_bot=True)
-    post(open_server, question)
+    post(server, question)
     answer(fake_teams, question["conversation"]["id"])
     sent = messages(fake_teams, question["conversation"]["id"])
     assert len(sent) == 2
@@ -304,21 +318,21 @@ async def _stored_texts(server: LiveServer) -> list[str]:
 # -- cards, lifecycle, proactive ---------------------------------------------------------------
 
 def test_feedback_buttons_are_stored_and_acknowledged(
-        open_server: TeamsServer, fake_teams: FakeBotFramework) -> None:
+        server: TeamsServer, fake_teams: FakeBotFramework) -> None:
     question = fake_teams.message("rate me")
-    post(open_server, question)
+    post(server, question)
     card = answer(fake_teams, question["conversation"]["id"])["attachments"][0]["content"]
     up = next(a for a in card["actions"] if a["data"]["vote"] == "up")
     assert up["type"] == "Action.Execute"
 
     click = fake_teams.invoke_action(up["verb"], up["data"],
                                      conversation_id=question["conversation"]["id"])
-    response = post(open_server, click)
+    response = post(server, click)
     assert response.status_code == 200
     assert response.json()["statusCode"] == 200
     assert "Thanks for the feedback" in json.dumps(response.json()["value"])
     async def votes() -> list[tuple[str, int]]:
-        store = open_server.hub.store
+        store = server.hub.store
         conversation = await store.find(ConversationKey(
             "teams", fake_teams.tenant_id, question["conversation"]["id"],
             question["conversation"]["id"]))
@@ -326,45 +340,45 @@ def test_feedback_buttons_are_stored_and_acknowledged(
         rows = await store.messages(conversation.id)
         return await store.feedback(rows[1].id)
 
-    assert open_server.run(votes()) == [(question["from"]["aadObjectId"], 1)]
+    assert server.run(votes()) == [(question["from"]["aadObjectId"], 1)]
 
     forged = fake_teams.invoke_action(up["verb"], {"ref": "999999", "vote": "down"})
-    assert "couldn't record" in json.dumps(post(open_server, forged).json())
+    assert "couldn't record" in json.dumps(post(server, forged).json())
     unknown = fake_teams.invoke_action("launch.rockets", {})
-    response = post(open_server, unknown)
+    response = post(server, unknown)
     assert response.status_code == 200 and response.json()["statusCode"] == 400
 
 
 def test_being_added_says_hello_and_enables_proactive_posts(
-        open_server: TeamsServer, fake_teams: FakeBotFramework) -> None:
+        server: TeamsServer, fake_teams: FakeBotFramework) -> None:
     added = fake_teams.conversation_update(scope="channel")
-    assert post(open_server, added).status_code == 200
+    assert post(server, added).status_code == 200
     channel = added["conversation"]["id"].split(";")[0]
     hello = wait_for(lambda: messages(fake_teams, added["conversation"]["id"])
                      or messages(fake_teams, channel))
     assert "@-mention me" in hello[0]["text"]
 
-    adapter = open_server.teams
-    posted = open_server.run(adapter.post_to(channel, [{"type": "message", "text": "escalated"}]))
+    adapter = server.teams
+    posted = server.run(adapter.post_to(channel, [{"type": "message", "text": "escalated"}]))
     assert posted
     assert any(m["text"] == "escalated" for m in messages(fake_teams, channel))
     with pytest.raises(DestinationUnavailable):
-        open_server.run(adapter.post_to("19:never-seen@thread.tacv2", [{"type": "message",
+        server.run(adapter.post_to("19:never-seen@thread.tacv2", [{"type": "message",
                                                                        "text": "x"}]))
 
 
 def test_installation_updates_and_unknown_activities_are_accepted_quietly(
-        open_server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
+        server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
     install = fake_teams.installation_update("add")
-    assert post(open_server, install).status_code == 200
-    adapter = open_server.teams
-    reference = wait_for(lambda: open_server.run(
+    assert post(server, install).status_code == 200
+    adapter = server.teams
+    reference = wait_for(lambda: server.run(
         adapter._conversations.find(install["conversation"]["id"])))
     assert reference["serviceUrl"] == fake_teams.service_url
     for activity in [fake_teams.installation_update("remove"), fake_teams.typing(),
                      fake_teams.message_reaction(),
                      {**fake_teams.typing(), "type": "somethingNew"}]:
-        assert post(open_server, activity).status_code == 200
+        assert post(server, activity).status_code == 200
     time.sleep(0.2)
     assert not fake_openai.chat_requests()
     assert not [a for a in fake_teams.activities() if a.get("type") == "message"]
@@ -441,9 +455,9 @@ def test_a_huge_body_is_refused_unread(open_server: TeamsServer,
 
 
 def test_a_long_message_gets_a_polite_reply(
-        open_server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
+        server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
     activity = fake_teams.message("why? " * 20_000)
-    assert post(open_server, activity).status_code == 200
+    assert post(server, activity).status_code == 200
     reply = wait_for(lambda: messages(fake_teams, activity["conversation"]["id"]))
     assert "characters long; I can read up to 8,000" in reply[0]["text"]
     assert not fake_openai.chat_requests()
@@ -461,10 +475,10 @@ def test_a_service_url_that_is_not_allowed_is_refused(
 
 
 def test_a_redelivered_activity_is_answered_once(
-        open_server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
+        server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
     activity = fake_teams.message("only once please")
     for _ in range(3):
-        assert post(open_server, activity).status_code == 200
+        assert post(server, activity).status_code == 200
     answer(fake_teams, activity["conversation"]["id"])
     time.sleep(0.3)
     assert len(fake_openai.chat_requests()) == 1
@@ -472,11 +486,11 @@ def test_a_redelivered_activity_is_answered_once(
 
 
 def test_a_connector_failing_mid_stream_still_delivers_the_answer(
-        open_server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
+        server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
     fake_openai.queue(ScriptedReply(text="A careful answer " * 10, chunk_delay=0.02))
     activity = fake_teams.message("stream through failures")
     conversation = activity["conversation"]["id"]
-    post(open_server, activity)
+    post(server, activity)
     wait_for(lambda: any(streaminfo(a) for a in fake_teams.activities(conversation)))
     fake_teams.fail_next(1, status=500)  # a stream update: the stream ends, the answer comes
     final = answer(fake_teams, conversation)
@@ -484,31 +498,31 @@ def test_a_connector_failing_mid_stream_still_delivers_the_answer(
 
 
 def test_a_throttled_connector_is_retried_after_its_retry_after(
-        open_server: TeamsServer, fake_teams: FakeBotFramework) -> None:
+        server: TeamsServer, fake_teams: FakeBotFramework) -> None:
     fake_teams.fail_next(1, status=429, retry_after=1)
     activity = fake_teams.message("hello slowly", scope="groupChat", mention_bot=True)
-    post(open_server, activity)
+    post(server, activity)
     final = answer(fake_teams, activity["conversation"]["id"])
     assert final["text"] == "You said: hello slowly"
     assert len(messages(fake_teams, activity["conversation"]["id"])) == 1
 
 
 def test_a_connector_that_is_down_loses_nothing(
-        open_server: TeamsServer, fake_teams: FakeBotFramework) -> None:
+        server: TeamsServer, fake_teams: FakeBotFramework) -> None:
     fake_teams.fail_next(100, status=500)
     activity = fake_teams.message("is anyone there?")
-    assert post(open_server, activity).status_code == 200
-    stored = wait_for(lambda: [t for t in open_server.run(_stored_texts(open_server))
+    assert post(server, activity).status_code == 200
+    stored = wait_for(lambda: [t for t in server.run(_stored_texts(server))
                                if "is anyone there?" in t and t.startswith("You said")])
     assert stored
 
 
 def test_fifty_concurrent_conversations_each_get_their_own_answer(
-        open_server: TeamsServer, fake_teams: FakeBotFramework) -> None:
+        server: TeamsServer, fake_teams: FakeBotFramework) -> None:
     questions = [fake_teams.message(f"question number {n}", user_id=f"29:user-{n}",
                                     conversation_id=f"a:personal-{n}") for n in range(50)]
     with ThreadPoolExecutor(max_workers=25) as pool:
-        statuses = list(pool.map(lambda a: post(open_server, a).status_code, questions))
+        statuses = list(pool.map(lambda a: post(server, a).status_code, questions))
     assert statuses == [200] * 50
     for n, question in enumerate(questions):
         final = answer(fake_teams, question["conversation"]["id"], timeout=30)

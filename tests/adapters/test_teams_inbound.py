@@ -128,3 +128,35 @@ def test_the_shipped_app_manifest_is_complete() -> None:
     for icon, size in (("color", 192), ("outline", 32)):
         data = (folder / manifest["icons"][icon]).read_bytes()
         assert data.startswith(b"\x89PNG") and struct.unpack(">II", data[16:24]) == (size, size)
+
+
+def test_only_the_wiring_module_touches_the_bot_framework_sdk() -> None:
+    """A later move to the Microsoft 365 Agents SDK must touch one module alone."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    sdk = ("botbuilder", "botframework", "msrest", "msal")
+    offenders = []
+    for path in [*root.glob("bot/**/*.py"), *root.glob("adapters/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(name.split(".")[0] in sdk for name in names):
+                offenders.append(str(path.relative_to(root)))
+    assert set(offenders) == {"adapters/teams/wiring.py"}
+
+
+async def test_without_an_app_id_the_log_says_authentication_is_off() -> None:
+    from structlog.testing import capture_logs
+
+    from adapters.teams import TeamsAdapter
+    from adapters.teams.wiring import BotCredentials, BotFrameworkConnection
+
+    adapter = TeamsAdapter(None, BotFrameworkConnection(BotCredentials()),  # type: ignore[arg-type]
+                           None,  # type: ignore[arg-type]  (start() needs neither)
+                           service_urls=ServiceUrls("", auth_enabled=False))
+    with capture_logs() as logs:
+        await adapter.start()
+    assert logs[0]["log_level"] == "warning"
+    assert "UNAUTHENTICATED" in logs[0]["warning"]
