@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from bot.model import Reply
+from bot.model import ConversationKey, Reply
+
+if TYPE_CHECKING:
+    from bot.escalation.store import Ticket
 
 
 class DestinationUnavailable(Exception):
@@ -41,9 +44,36 @@ class ReplyChannel(Protocol):
     async def stream(self) -> ReplyStream:
         """Start an answer that will be streamed; the platform shows progress at once."""
 
-    async def post_elsewhere(self, destination: str, reply: Reply) -> str:
-        """Post into another channel of the same platform (escalations); returns the posted
-        message's id. Raises `DestinationUnavailable` where the platform has no such channel."""
+
+@runtime_checkable
+class EscalationOutlet(Protocol):
+    """What an adapter does for escalations: post them to its human channel with Claim/Resolve
+    actions, keep that post current, and write into a user's conversation unprompted (notices
+    and an agent's relayed replies). `name` is the platform."""
+
+    name: str
+
+    async def tell(self, key: ConversationKey, reply: Reply) -> None:
+        """Post into the user's conversation; raises `DestinationUnavailable`."""
+
+    async def post_ticket(self, destination: str, ticket: Ticket, *, link: str,
+                          mention: str = "") -> tuple[str, str]:
+        """Post a new escalation into `destination`; its (message id, thread id). Raises
+        `DestinationUnavailable`."""
+
+    async def update_ticket(self, ticket: Ticket, *, link: str) -> None:
+        """Show the escalation's new state (and the actions that now apply) in its post."""
+
+    async def post_in_ticket(self, ticket: Ticket, text: str) -> None:
+        """Write into the escalation's thread in the human channel."""
+
+    async def is_agent(self, user_id: str, destination: str, agents: Sequence[str]) -> bool:
+        """May this user claim and resolve escalations posted to `destination`? `agents` names
+        the agents (users, or the platform's groups or roles); empty: the members of
+        `destination`."""
+
+    async def link(self, key: ConversationKey) -> str:
+        """A URL that opens the user's conversation, or "" where the platform has none."""
 
 
 @runtime_checkable

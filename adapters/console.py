@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markdown import Markdown
 
-from adapters.base import DestinationUnavailable, ReplyStream
+from adapters.base import ReplyStream
 from bot.model import Reply, ReplyMode
 
 
@@ -26,9 +26,6 @@ class ConsoleReplyChannel:
 
     async def stream(self) -> ReplyStream:
         return _ConsoleStream(self)
-
-    async def post_elsewhere(self, destination: str, reply: Reply) -> str:
-        raise DestinationUnavailable("the console has no other channels to post to")
 
     def _sources(self, reply: Reply) -> None:
         if reply.citations:

@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import Behaviour, Settings, load_behaviour
 from bot.engine import Engine
+from bot.escalation.desk import EscalationDesk, Saver
+from bot.escalation.store import EscalationStore
 from bot.kb.catalog import SyncInProgress
 from bot.kb.knowledge import KnowledgeBase
 from bot.kb.schedule import KbScheduler
@@ -22,6 +24,8 @@ from bot.store.database import create_engine
 from bot.tokens import count_tokens
 
 log = structlog.get_logger(__name__)
+
+ESCALATION_SWEEP_SECONDS = 30.0  # SLA re-announcements and retried posts are this late at most
 
 
 @dataclass
@@ -58,7 +62,8 @@ class Hub:
             count_tokens("warm up")  # loads the tokenizer (~0.2 s) now, not on a first question
         return cls(settings=settings, behaviour=behaviour, database=database, store=store,
                    model=model, knowledge=knowledge,
-                   engine=Engine(store, behaviour, model, knowledge))
+                   engine=Engine(store, behaviour, model, knowledge,
+                                 desk=_desk(settings, behaviour, database, store, knowledge)))
 
     async def start_services(self) -> None:
         """What `bothub serve` runs beside the HTTP server: the nightly sync, and a sync at
@@ -67,6 +72,9 @@ class Hub:
         self._scheduler = KbScheduler(self.knowledge, cron=self.settings.kb_sync_cron,
                                       database_url=self.settings.resolved_database_url)
         self._scheduler.start()
+        if self.engine.desk is not None:
+            self._scheduler.every(ESCALATION_SWEEP_SECONDS, self.engine.desk.sweep,
+                                  job_id="escalation-sweep")
         if await self.knowledge.needs_sync():
             task = asyncio.create_task(self._first_sync())
             self._tasks.add(task)
@@ -90,3 +98,14 @@ class Hub:
         if self.model is not None:
             await self.model.close()
         await self.database.dispose()
+
+
+def _desk(settings: Settings, behaviour: Behaviour, database: AsyncEngine,
+          conversations: ConversationStore, knowledge: KnowledgeBase) -> EscalationDesk:
+    escalations = EscalationStore(database)
+    desk = EscalationDesk(escalations, conversations, behaviour.escalation, channels={
+        "slack": settings.slack_escalation_channel,
+        "discord": settings.discord_escalation_channel,
+        "teams": settings.teams_escalation_conversation})
+    desk.saver = Saver(knowledge, conversations, escalations)
+    return desk

@@ -17,6 +17,7 @@ from adapters.console import ConsoleReplyChannel
 from bot.app import Hub
 from bot.cli_runtime import err, open_hub, out, run, settings, storage_failure, with_hub
 from bot.engine import Outcome
+from bot.escalation_cli import escalations
 from bot.kb_cli import kb
 from bot.model import Author, ConversationKey, Message
 from bot.store import migrate as migrations
@@ -25,6 +26,7 @@ from bot.store.database import create_engine
 app = typer.Typer(help="bothub: a support assistant for Slack, Discord, Teams and the web.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(kb, name="kb")
+app.add_typer(escalations, name="escalations")
 FAILED = {Outcome.MODEL_FAILED, Outcome.STORAGE_FAILED}
 
 

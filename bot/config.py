@@ -200,6 +200,100 @@ class DiscordPolicy(BaseModel):
     sharded: bool = False
 
 
+class EscalationTriggers(BaseModel):
+    """What hands a conversation to people; each is recorded as the escalation's reason."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_request: bool = True  # "can I talk to a person?", in many languages, or the button
+    nothing_found: bool = True  # the knowledge base had nothing relevant
+    model_uncertain: bool = True  # the model signals (a tool call) it cannot answer reliably
+    policy_topics: bool = True  # refunds, billing disputes, security, legal: see `topics`
+    thumbs_down: int = Field(default=2, ge=0, le=20)  # this many 👎 in a thread; 0: off
+    guardrail: bool = True  # an answer matched `blocked_output`
+
+
+class TopicConfig(BaseModel):
+    """A subject that must go to people, with the reply the user gets instead of an answer.
+    Patterns are whole words or phrases (case and accents ignored), or `re:<regex>`."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=32)
+    patterns: list[str] = Field(min_length=1)
+    reply: str = Field(min_length=1)
+
+
+class EscalationRule(BaseModel):
+    """For the channels that match (globs): where their escalations go (`platform:channel`,
+    e.g. `slack:C0AGENTS`, `discord:123…`, `teams:19:…@thread.tacv2`) and which triggers
+    apply. The last matching rule that says so wins."""
+
+    model_config = ConfigDict(extra="forbid")
+    platform: str = "*"
+    workspace: str = "*"
+    channel: str = "*"
+    to: str | None = Field(default=None, pattern=r"^(slack|discord|teams):.+$")
+    triggers: EscalationTriggers | None = None
+
+    def matches(self, platform: str, workspace: str, channel: str) -> bool:
+        return (fnmatchcase(platform, self.platform) and fnmatchcase(workspace, self.workspace)
+                and fnmatchcase(channel, self.channel))
+
+
+class EscalationConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    triggers: EscalationTriggers = EscalationTriggers()
+    topics: list[TopicConfig] | None = None  # None: the shipped refunds/billing/security/legal
+    request_phrases: list[str] = []  # more ways your users ask for a person
+    blocked_output: list[str] = []  # answers containing these are withheld and escalated
+    rules: list[EscalationRule] = []
+    sla_minutes: float = Field(default=30, gt=0, le=7 * 24 * 60)
+    # Who is mentioned when an escalation waits past its SLA, per platform: a Slack user group
+    # (`<!subteam^S0123>`), a Discord role (`<@&123…>`), or any text.
+    on_call: dict[str, str] = {}
+    # Who may claim and resolve, per platform (user ids; Slack user groups `S…`; Discord role
+    # ids). Unset: the members of the escalation channel.
+    agents: dict[str, list[str]] = {}
+
+    @field_validator("on_call", "agents")
+    @classmethod
+    def _known_platforms(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - {"slack", "discord", "teams"})
+        if unknown:
+            raise ValueError(f"platforms are slack, discord and teams, not {', '.join(unknown)}")
+        return value
+
+    @field_validator("blocked_output", "request_phrases")
+    @classmethod
+    def _valid_patterns(cls, patterns: list[str]) -> list[str]:
+        from bot.escalation.triggers import compile_patterns
+
+        compile_patterns(patterns)
+        return patterns
+
+    @field_validator("topics")
+    @classmethod
+    def _valid_topics(cls, topics: list[TopicConfig] | None) -> list[TopicConfig] | None:
+        from bot.escalation.triggers import compile_patterns
+
+        for topic in topics or []:
+            compile_patterns(topic.patterns)
+        return topics
+
+    def triggers_for(self, platform: str, workspace: str, channel: str) -> EscalationTriggers:
+        triggers = self.triggers
+        for rule in self.rules:
+            if rule.triggers is not None and rule.matches(platform, workspace, channel):
+                triggers = rule.triggers
+        return triggers
+
+    def route_for(self, platform: str, workspace: str, channel: str) -> str | None:
+        destination = None
+        for rule in self.rules:
+            if rule.to is not None and rule.matches(platform, workspace, channel):
+                destination = rule.to
+        return destination
+
+
 class ChannelPolicy(BaseModel):
     """The behaviour in force for one channel, after overrides."""
 
@@ -218,6 +312,7 @@ class Behaviour(BaseModel):
     prices: dict[str, Price] = {}
     knowledge: KnowledgeConfig = KnowledgeConfig()
     discord: DiscordPolicy = DiscordPolicy()
+    escalation: EscalationConfig = EscalationConfig()
 
     def policy_for(self, platform: str, workspace: str, channel: str) -> ChannelPolicy:
         """The last matching override wins, so specific rules go below general ones."""

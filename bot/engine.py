@@ -21,11 +21,13 @@ from adapters.base import ReplyChannel, ReplyStream
 from bot import attachments, guardrails, metrics, replies
 from bot.citations import citation, cited, label, quote
 from bot.config import Behaviour, ChannelPolicy
+from bot.escalation.desk import HANDOFF_TOOL, EscalationDesk
+from bot.escalation.store import Actor, State
 from bot.kb.documents import Hit
 from bot.kb.knowledge import Retrieval
-from bot.llm import ChatModel, ModelError, StreamEnd, TextDelta
+from bot.llm import ChatModel, ModelError, StreamEnd, TextDelta, ToolCall
 from bot.memory import ConversationMemory
-from bot.model import ConversationKey, Message, Reply, ReplyMode
+from bot.model import Author, ConversationKey, Message, Reply, ReplyMode
 from bot.prompt import build_messages
 from bot.store.conversations import AnswerRecord, ConversationState, ConversationStore
 from bot.store.repository import StorageUnavailable
@@ -41,6 +43,8 @@ class Outcome(enum.StrEnum):
     RETRIEVAL_ONLY = "retrieval_only"  # no model: answered with passages from the knowledge base
     MODEL_FAILED = "model_failed"
     STORAGE_FAILED = "storage_failed"
+    ESCALATED = "escalated"  # handed to people before any answer (asked for, or a policy topic)
+    HANDED_OFF = "handed_off"  # a person has the conversation: recorded, not answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +63,13 @@ class Retriever(Protocol):
 
 class Engine:
     def __init__(self, store: ConversationStore, behaviour: Behaviour,
-                 model: ChatModel | None, knowledge: Retriever | None = None) -> None:
+                 model: ChatModel | None, knowledge: Retriever | None = None,
+                 desk: EscalationDesk | None = None) -> None:
         self._store = store
         self._behaviour = behaviour
         self._model = model
         self._knowledge = knowledge
+        self.desk = desk
         self._memory = ConversationMemory(
             store, self._summarize if model else None,
             budget=behaviour.limits.history_token_budget)
@@ -84,7 +90,44 @@ class Engine:
         answer = await self._store.record_feedback(int(ref), user_id, 1 if helpful else -1)
         if answer is not None:
             metrics.FEEDBACK.labels("up" if helpful else "down").inc()
+            if not helpful and self.desk is not None:
+                await self._escalate_on_thumbs_down(int(ref), user_id)
         return answer is not None
+
+    def _offers_handoff(self, key: ConversationKey | None) -> bool:
+        return self.desk is not None and key is not None and \
+            self.desk.triggers(key).user_request and self.desk.route(key) is not None
+
+    async def request_human(self, ref: str, user: Author) -> str:
+        """The "talk to a person" button on an answer: what to tell the user who pressed it
+        (the conversation is told too). Raises `StorageUnavailable`."""
+        found = await self._store.conversation_of(int(ref)) \
+            if ref.isdigit() and len(ref) <= 18 else None
+        if found is None or self.desk is None:
+            return "Sorry, I couldn't find that conversation."
+        conversation_id, key = found
+        ticket = await self.desk.escalate(conversation_id, key,
+                                          Actor(user.id, user.name, key.platform),
+                                          reason="user_request", detail="(the button)")
+        if ticket is None:
+            return "There's no human support connected to this conversation yet."
+        await self.desk.tell(ticket, self.desk.notice(ticket))
+        return "Done: a person from our support team will join the conversation."
+
+    async def _escalate_on_thumbs_down(self, user_turn: int, user_id: str) -> None:
+        assert self.desk is not None
+        found = await self._store.conversation_of(user_turn)
+        if found is None:
+            return
+        conversation_id, key = found
+        needed = self.desk.triggers(key).thumbs_down
+        if not needed or await self._store.unhelpful_votes(conversation_id) < needed:
+            return
+        ticket = await self.desk.escalate(conversation_id, key,
+                                          Actor(user_id, platform=key.platform),
+                                          reason="thumbs_down")
+        if ticket is not None:
+            await self.desk.tell(ticket, self.desk.notice(ticket))
 
     async def handle(self, message: Message, channel: ReplyChannel) -> Result:
         bound = log.bind(platform=message.platform, conversation=str(message.key),
@@ -130,11 +173,66 @@ class Engine:
         if user_turn is None:
             log.info("engine.duplicate", dedupe_id=message.dedupe_id)
             return Result(Outcome.DUPLICATE, conversation.id)
+        if self.desk is not None:
+            handed = await self._hand_off(message, check.text, conversation, user_turn, channel,
+                                          log)
+            if handed is not None:
+                return handed
 
         if self._model is None:
             return await self._answer_without_model(message, check.text, conversation,
                                                     user_turn, channel, log)
         return await self._answer(message, check.text, conversation, user_turn, channel, log)
+
+    async def _hand_off(self, message: Message, text: str, conversation: ConversationState,
+                        user_turn: int, channel: ReplyChannel,
+                        log: structlog.typing.FilteringBoundLogger) -> Result | None:
+        """Stay silent where a person has the conversation; go to people at once where the user
+        asked for one or raised a policy topic. None: answer as usual."""
+        assert self.desk is not None
+        ticket = await self.desk.active(conversation.id)
+        if ticket is not None:
+            await self.desk.user_message(ticket, message.author.name, text)
+            if ticket.state is State.CLAIMED:
+                log.info("engine.handed_off", escalation=ticket.id)
+                return Result(Outcome.HANDED_OFF, conversation.id)
+            return None
+        trigger = self.desk.before_answer(text, message.key)
+        if trigger is None:
+            return None
+        try:
+            ticket = await self.desk.escalate(
+                conversation.id, message.key,
+                Actor(message.author.id, message.author.name, message.platform),
+                reason=trigger.reason, detail=text)
+        except StorageUnavailable as exc:
+            log.error("engine.escalation_not_saved", reason=exc.reason)
+            return None  # answer as usual rather than leave the user with nothing
+        if ticket is None:
+            return None
+        reply = Reply(trigger.reply or self.desk.notice(ticket), ReplyMode.NOTICE)
+        if trigger.reply:
+            reply = Reply(f"{trigger.reply}\n\n{self.desk.notice(ticket)}", ReplyMode.NOTICE)
+        await channel.post(reply)
+        await self._record(conversation, user_turn, AnswerRecord(
+            text=reply.text, mode="escalation", status="notice"), log)
+        return Result(Outcome.ESCALATED, conversation.id, reply)
+
+    async def _escalate_after(self, message: Message, conversation: ConversationState,
+                              reason: str, detail: str, channel: ReplyChannel,
+                              log: structlog.typing.FilteringBoundLogger) -> None:
+        """The answer is out; people are brought in as well, and the user is told."""
+        assert self.desk is not None
+        try:
+            ticket = await self.desk.escalate(
+                conversation.id, message.key,
+                Actor(message.author.id, message.author.name, message.platform),
+                reason=reason, detail=detail)
+        except StorageUnavailable as exc:
+            log.error("engine.escalation_not_saved", reason=exc.reason)
+            return
+        if ticket is not None:
+            await channel.post(Reply(self.desk.notice(ticket), ReplyMode.NOTICE))
 
     async def _retrieve(self, question: str, key: ConversationKey,
                         log: structlog.typing.FilteringBoundLogger) -> Retrieval | None:
@@ -160,7 +258,7 @@ class Engine:
                 parts.append(f"**[{number}] {label(hit)}**\n{quote(hit.chunk.text)}")
             reply = Reply("\n\n".join(parts), ReplyMode.RETRIEVAL_ONLY,
                           tuple(citation(n, hit) for n, hit in enumerate(shown, start=1)),
-                          ref=str(user_turn))
+                          ref=str(user_turn), handoff=self._offers_handoff(message.key))
             outcome, mode = Outcome.RETRIEVAL_ONLY, "retrieval_only"
         else:
             searched = retrieval is not None
@@ -195,10 +293,20 @@ class Engine:
         passages = retrieval.passages if retrieval is not None else None
         prompt = build_messages(self._system_prompt(policy, message), history, prepared.text,
                                 prepared.image_urls, passages)
-        record, reply = await self._stream_answer(prompt, policy, stream, prepared.notes,
-                                                  passages or (), ref=str(user_turn))
+        tools = self.desk.tools(message.key) if self.desk is not None else []
+        record, reply, handoff = await self._stream_answer(
+            prompt, policy, stream, prepared.notes, passages or (), ref=str(user_turn),
+            tools=tools, key=message.key)
         record.latency_ms = int((time.monotonic() - started) * 1000)
         await self._record(conversation, user_turn, record, log)
+        if self.desk is not None:
+            reason = handoff
+            if reason is None and retrieval is not None and not retrieval.found and \
+                    self.desk.triggers(message.key).nothing_found:
+                reason = ("nothing_found", prepared.text)
+            if reason is not None:
+                await self._escalate_after(message, conversation, reason[0], reason[1],
+                                           channel, log)
         try:  # after the answer is delivered: the user never waits for a summary
             await self._memory.fold_if_needed(conversation)
         except StorageUnavailable as exc:
@@ -209,18 +317,27 @@ class Engine:
 
     async def _stream_answer(self, prompt: list[dict[str, object]], policy: ChannelPolicy,
                              stream: ReplyStream, notes: list[str],
-                             passages: Sequence[Hit], *,
-                             ref: str) -> tuple[AnswerRecord, Reply]:
+                             passages: Sequence[Hit], *, ref: str,
+                             tools: Sequence[dict[str, object]] = (),
+                             key: ConversationKey | None = None
+                             ) -> tuple[AnswerRecord, Reply, tuple[str, str] | None]:
+        """The answer, streamed; also (reason, detail) when it should go to people too."""
         assert self._model is not None
         pieces: list[str] = []
+        handoff: tuple[str, str] | None = None
         record = AnswerRecord(text="", mode=ReplyMode.MODEL.value, model=self._model.model)
         try:
             async for event in self._model.stream(prompt,
                                                   max_tokens=policy.answer.max_output_tokens,
-                                                  temperature=policy.answer.temperature):
+                                                  temperature=policy.answer.temperature,
+                                                  tools=tools):
                 if isinstance(event, TextDelta):
                     pieces.append(event.text)
                     await stream.append(event.text)
+                elif isinstance(event, ToolCall):
+                    if event.name == HANDOFF_TOOL["function"]["name"]:  # type: ignore[index]
+                        handoff = ("model_uncertain",
+                                   str(event.arguments.get("reason", ""))[:500])
                 elif isinstance(event, StreamEnd):
                     record.tokens_in = event.usage.tokens_in
                     record.tokens_out = event.usage.tokens_out
@@ -235,12 +352,24 @@ class Engine:
                           cited(partial, passages), ref=ref if partial else "")
             record.text = partial
             await stream.finish(reply)
-            return record, reply
+            return record, reply, None
         record.text = "".join(pieces).strip()
+        blocked = self.desk.withheld(record.text, key) if self.desk and key else None
+        if blocked is not None:
+            record.status, record.error = "withheld", f"blocked output pattern: {blocked}"[:200]
+            reply = Reply(replies.WITHHELD, ReplyMode.NOTICE)
+            await stream.finish(reply)
+            return record, reply, ("guardrail", blocked)
+        if not record.text and handoff is not None:
+            reply = Reply(replies.HANDING_OVER, ReplyMode.NOTICE)
+            record.text = reply.text
+            await stream.finish(reply)
+            return record, reply, handoff
         shown = "\n\n".join([record.text, *notes]) if notes else record.text
-        reply = Reply(shown, ReplyMode.MODEL, cited(record.text, passages), ref=ref)
+        reply = Reply(shown, ReplyMode.MODEL, cited(record.text, passages), ref=ref,
+                      handoff=self._offers_handoff(key))
         await stream.finish(reply)
-        return record, reply
+        return record, reply, handoff
 
     def _system_prompt(self, policy: ChannelPolicy, message: Message) -> str:
         channel = message.channel_name or ("a direct message" if message.direct

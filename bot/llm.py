@@ -8,6 +8,7 @@ the few failure kinds the engine acts on. Retries are the SDK's own (`max_retrie
 from __future__ import annotations
 
 import enum
+import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -64,7 +65,16 @@ class StreamEnd:
     seconds: float
 
 
-StreamEvent = TextDelta | StreamEnd
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """The model called one of the tools it was offered; `arguments` are parsed JSON ({} when
+    the model sent something unreadable)."""
+
+    name: str
+    arguments: dict[str, Any]
+
+
+StreamEvent = TextDelta | ToolCall | StreamEnd
 
 
 class ChatModel:
@@ -106,22 +116,32 @@ class ChatModel:
         return Usage(model=model, tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost)
 
     async def stream(self, messages: Sequence[dict[str, Any]], *, max_tokens: int,
-                     temperature: float) -> AsyncIterator[StreamEvent]:
-        """Yield the answer's text as it arrives, then one `StreamEnd` with usage and timings."""
+                     temperature: float, tools: Sequence[dict[str, Any]] = ()
+                     ) -> AsyncIterator[StreamEvent]:
+        """Yield the answer's text as it arrives, the tool calls once complete, then one
+        `StreamEnd` with usage and timings."""
         started = time.monotonic()
         first_token: float | None = None
         usage: Any = None
+        calls: dict[int, list[str]] = {}  # index -> [name, arguments so far]
+        options: dict[str, Any] = {"tools": list(tools), "tool_choice": "auto"} if tools else {}
         try:
             response = await self._client.chat.completions.create(
                 model=self.model, messages=_as_params(messages),
                 max_completion_tokens=max_tokens, temperature=temperature, stream=True,
-                stream_options={"include_usage": True})
+                stream_options={"include_usage": True}, **options)
             async with response:
                 async for chunk in response:
                     if chunk.usage is not None:
                         usage = chunk.usage
                     for choice in chunk.choices:
-                        text = choice.delta.content if choice.delta else None
+                        delta = choice.delta
+                        for piece in (delta.tool_calls if delta else None) or []:
+                            call = calls.setdefault(piece.index, ["", ""])
+                            if piece.function is not None:
+                                call[0] += piece.function.name or ""
+                                call[1] += piece.function.arguments or ""
+                        text = delta.content if delta else None
                         if text:
                             if first_token is None:
                                 first_token = time.monotonic() - started
@@ -129,6 +149,8 @@ class ChatModel:
                             yield TextDelta(text)
         except Exception as exc:
             raise self._failure(exc, "chat") from exc
+        for name, arguments in calls.values():
+            yield ToolCall(name, _json_object(arguments))
         seconds = time.monotonic() - started
         metrics.LLM_LATENCY.labels(self.model, "chat").observe(seconds)
         yield StreamEnd(usage=self._usage(self.model, usage), first_token_seconds=first_token,
@@ -179,6 +201,14 @@ def classify(exc: Exception) -> FailureKind:
     if isinstance(exc, openai.APIStatusError):
         return FailureKind.UNAVAILABLE if exc.status_code >= 500 else FailureKind.REJECTED
     return FailureKind.BROKEN_STREAM
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _as_params(messages: Sequence[dict[str, Any]]) -> list[ChatCompletionMessageParam]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES = Counter("bothub_messages_total", "Messages handled, by platform and outcome",
                    ["platform", "outcome"])
@@ -19,3 +19,14 @@ COST = Counter("bothub_llm_cost_usd_total", "Model cost in US dollars", ["model"
 HTTP_REQUESTS = Counter("bothub_http_requests_total", "HTTP requests, by route and status",
                         ["route", "status"])
 FEEDBACK = Counter("bothub_feedback_total", "Feedback on answers", ["value"])
+ESCALATIONS = Counter("bothub_escalations_total", "Escalations opened, by platform and reason",
+                      ["platform", "reason"])
+ESCALATION_TRANSITIONS = Counter("bothub_escalation_transitions_total",
+                                 "Escalations claimed, released, resolved or re-announced",
+                                 ["action"])
+ESCALATIONS_BY_STATE = Gauge("bothub_escalations_in_state",
+                             "Escalations by state (from the database)",
+                             ["state"])
+TIME_TO_CLAIM = Histogram("bothub_escalation_time_to_claim_seconds",
+                          "From an escalation's opening to its claim",
+                          buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 86400))

@@ -131,3 +131,6 @@ class Reply:
     # Opaque to adapters: what a feedback button sends back (`Engine.record_feedback`);
     # empty for replies that take no feedback (notices).
     ref: str = ""
+    # Offer a "talk to a person" button (sending `ref` to `Engine.request_human`): the
+    # conversation has a human channel to go to.
+    handoff: bool = False

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapters.base import EscalationOutlet
 from adapters.web import web_chat_router
 from bot import metrics
 from bot.app import Hub
@@ -99,6 +100,10 @@ def create_app(hub: Hub, *, services: bool = True,
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if services:
             await hub.start_services()
+        for adapter in adapters:
+            outlet = getattr(adapter, "outlet", None)
+            if isinstance(outlet, EscalationOutlet) and hub.engine.desk is not None:
+                hub.engine.desk.register(outlet)
         for adapter in adapters:
             try:
                 await adapter.start()

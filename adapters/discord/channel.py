@@ -15,7 +15,7 @@ from typing import Any
 import discord
 import structlog
 
-from adapters.base import DestinationUnavailable, ReplyStream
+from adapters.base import ReplyStream
 from adapters.discord import render
 from bot.model import Reply
 
@@ -75,19 +75,6 @@ class DiscordReplyChannel:
 
     async def stream(self) -> ReplyStream:
         return DiscordStream(self, await self.send(PLACEHOLDER))
-
-    async def post_elsewhere(self, destination: str, reply: Reply) -> str:
-        channel = self.client.get_channel(int(destination)) if destination.isdigit() else None
-        if channel is None:
-            raise DestinationUnavailable(f"no Discord channel {destination}")
-        first: discord.Message | None = None
-        for part in render.messages(reply):
-            sent = await self.send(part, channel)
-            if sent is None:
-                raise DestinationUnavailable(f"Discord refused to post in {destination}")
-            first = first or sent
-        assert first is not None
-        return str(first.id)
 
 
 class DiscordStream:

@@ -29,11 +29,14 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.base import InFlight
-from adapters.slack import files, inbound, render
+from adapters.base import DestinationUnavailable, InFlight
+from adapters.slack import escalations, files, inbound, render
 from adapters.slack.channel import NativeStreaming, SlackReplyChannel
+from adapters.slack.escalations import SlackOutlet
 from adapters.slack.inbound import Workspace
 from bot.engine import Engine
+from bot.escalation.store import Actor
+from bot.model import Author
 from bot.store.repository import StorageUnavailable
 
 log = structlog.get_logger(__name__)
@@ -85,6 +88,7 @@ class SlackAdapter:
         self._socket: AsyncSocketModeHandler | None = None
         self._names: OrderedDict[str, str] = OrderedDict()
         self._in_flight = InFlight()
+        self.outlet = SlackOutlet(self._client_for)
         self._register()
 
     def router(self) -> APIRouter:
@@ -156,6 +160,8 @@ class SlackAdapter:
         self.app.command("/ask")(self._on_ask)
         self.app.action(re.compile(f"^({render.FEEDBACK_UP}|{render.FEEDBACK_DOWN})$"))(
             self._on_feedback)
+        self.app.action(render.HANDOFF)(self._on_handoff)
+        self.app.action(re.compile(f"^{escalations.ACTION_PREFIX}"))(self._on_escalation_action)
         # Anything else Slack sends (other event types this app may be subscribed to) is
         # acknowledged and ignored, so that Slack does not retry it or disable the app.
         self.app.event(re.compile(".*"))(self._ignore)
@@ -167,6 +173,8 @@ class SlackAdapter:
                           context: Any) -> None:
         workspace = _workspace(context)
         if self._foreign(body, workspace) or not inbound.is_answerable(event, workspace):
+            return
+        if await self._agent_command(event, workspace, client):
             return
         await self._answer(event, workspace, client, context)
 
@@ -181,6 +189,8 @@ class SlackAdapter:
         if inbound.mentions_bot(event, workspace):
             return  # its app_mention event answers it
         if event.get("thread_ts"):
+            if await self._agent_reply(event, workspace, client):
+                return
             # A follow-up without a mention, in a thread the bot already talks in.
             key = inbound.conversation_key(event, workspace)
             try:
@@ -257,6 +267,106 @@ class SlackAdapter:
             log.error("slack.feedback_not_saved", reason=exc.reason)
             return
         log.info("slack.feedback", user=user, helpful=helpful, recorded=recorded)
+
+    # -- escalations ----------------------------------------------------------------------------
+
+    async def _client_for(self, team_id: str | None) -> AsyncWebClient:
+        """The client for a workspace: the one bot token, or the workspace's installation
+        (the latest installation when no workspace is named)."""
+        if not self._oauth:
+            return self.client
+        store = self.app.installation_store
+        bot = await store.async_find_bot(enterprise_id=None, team_id=team_id) if store else None
+        if bot is None or not bot.bot_token:
+            raise DestinationUnavailable(f"bothub is not installed in Slack team {team_id}")
+        return AsyncWebClient(token=bot.bot_token, base_url=self.client.base_url)
+
+    async def _agent(self, client: Any, workspace: Workspace, user_id: str) -> Actor:
+        return Actor(user_id, await self._user_name(client, workspace, user_id), "slack")
+
+    async def _agent_command(self, event: dict[str, Any], workspace: Workspace,
+                             client: Any) -> bool:
+        """`@bot claim|release|resolve [n] [save]`: answered in place; True when it was one."""
+        desk = self._engine.desk
+        if desk is None:
+            return False
+        text = inbound.strip_bot_mention(str(event.get("text") or ""), workspace.bot_user_id)
+        agent = await self._agent(client, workspace, str(event.get("user")))
+        try:
+            answer = await desk.command(text, agent, thread=event.get("thread_ts"))
+        except StorageUnavailable as exc:
+            log.error("slack.escalation_command_failed", reason=exc.reason)
+            answer = "Sorry, I can't reach the escalation queue right now. Please try again."
+        if answer is None:
+            return False
+        await self._say(client, str(event["channel"]), str(event.get("thread_ts") or event["ts"]),
+                        answer)
+        return True
+
+    async def _agent_reply(self, event: dict[str, Any], workspace: Workspace,
+                           client: Any) -> bool:
+        """A message in an escalation's thread: the desk relays it where it must."""
+        desk = self._engine.desk
+        if desk is None:
+            return False
+        agent = await self._agent(client, workspace, str(event.get("user")))
+        try:
+            return await desk.agent_message(agent, str(event.get("text") or ""),
+                                            thread=str(event["thread_ts"]))
+        except StorageUnavailable as exc:
+            log.error("slack.agent_reply_not_relayed", reason=exc.reason)
+            return False
+
+    async def _on_escalation_action(self, ack: Any, body: dict[str, Any],
+                                    action: dict[str, Any], client: Any,
+                                    context: Any) -> None:
+        await ack()
+        desk = self._engine.desk
+        value = str(action.get("value") or "")
+        if desk is None or not value.isdigit():
+            return
+        verb = str(action.get("action_id") or "").removeprefix(escalations.ACTION_PREFIX)
+        user = str((body.get("user") or {}).get("id") or "")
+        agent = await self._agent(client, _workspace(context), user)
+        try:
+            answer = await desk.act(int(value), "resolve" if verb.startswith("resolve") else verb,
+                                    agent, save=verb == "resolve_save")
+        except StorageUnavailable as exc:
+            log.error("slack.escalation_action_failed", reason=exc.reason)
+            answer = "Sorry, I can't reach the escalation queue right now. Please try again."
+        channel = str((body.get("channel") or {}).get("id") or "")
+        await self._whisper(client, channel, user, answer)
+
+    async def _on_handoff(self, ack: Any, body: dict[str, Any], action: dict[str, Any],
+                          client: Any, context: Any) -> None:
+        await ack()
+        user = str((body.get("user") or {}).get("id") or "")
+        workspace = _workspace(context)
+        author = Author(user, await self._user_name(client, workspace, user))
+        try:
+            answer = await self._engine.request_human(str(action.get("value") or ""), author)
+        except StorageUnavailable as exc:
+            log.error("slack.handoff_failed", reason=exc.reason)
+            answer = "Sorry, I can't reach our support team's queue right now."
+        channel = str((body.get("channel") or {}).get("id") or "")
+        await self._whisper(client, channel, user, answer)
+
+    async def _say(self, client: Any, channel: str, thread_ts: str, text: str) -> None:
+        try:
+            await client.chat_postMessage(channel=channel, thread_ts=thread_ts,
+                                          text=render.to_mrkdwn(text))
+        except SlackApiError as exc:
+            log.warning("slack.post_failed", channel=channel, error=exc.response.get("error"))
+
+    async def _whisper(self, client: Any, channel: str, user: str, text: str) -> None:
+        """An answer only the clicking user sees."""
+        if not channel or not user:
+            return
+        try:
+            await client.chat_postEphemeral(channel=channel, user=user,
+                                            text=render.to_mrkdwn(text))
+        except SlackApiError as exc:
+            log.warning("slack.ephemeral_failed", error=exc.response.get("error"))
 
     async def _user_name(self, client: Any, workspace: Workspace, user_id: str) -> str:
         async def lookup() -> str:

@@ -17,7 +17,7 @@ import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.base import DestinationUnavailable, ReplyStream
+from adapters.base import ReplyStream
 from adapters.slack import render
 from bot.model import Reply
 
@@ -85,16 +85,6 @@ class SlackReplyChannel:
                 return NativeSlackStream(self, str(response["ts"]))
         ts = await self.send(PLACEHOLDER)
         return SlackStream(self, ts)
-
-    async def post_elsewhere(self, destination: str, reply: Reply) -> str:
-        first: str | None = None
-        for text, blocks in render.messages(reply):
-            ts = await self.send(text, blocks, channel=destination, thread_ts=first)
-            if ts is None:
-                raise DestinationUnavailable(f"Slack refused to post in {destination}")
-            first = first or ts
-        assert first is not None
-        return first
 
 
 class SlackStream:

@@ -15,6 +15,7 @@ from bot.model import Reply, ReplyMode
 SECTION_LIMIT = 3000  # characters in one section block's text
 FEEDBACK_UP = "bothub_feedback_up"
 FEEDBACK_DOWN = "bothub_feedback_down"
+HANDOFF = "bothub_handoff"
 
 _FENCE = re.compile(r"```.*?(?:```|$)", re.S)
 _LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+|mailto:[^)\s]+)\)")
@@ -87,7 +88,9 @@ def feedback_block(reply: Reply) -> dict[str, Any] | None:
          "text": {"type": "plain_text", "text": "👍 Helpful", "emoji": True}},
         {"type": "button", "action_id": FEEDBACK_DOWN, "value": reply.ref,
          "text": {"type": "plain_text", "text": "👎 Not helpful", "emoji": True}},
-    ]}
+    ] + ([{"type": "button", "action_id": HANDOFF, "value": reply.ref,
+           "text": {"type": "plain_text", "text": "🙋 Talk to a person", "emoji": True}}]
+         if reply.handoff else [])}
 
 
 def messages(reply: Reply) -> list[tuple[str, list[dict[str, Any]]]]:

@@ -208,7 +208,7 @@ class TeamsAdapter:
             mentioned=not personal, direct=personal,
             channel_name=inbound.channel_name(activity),
             raw={"id": activity["id"], "conversation_id": activity["conversation"]["id"]})
-        channel = TeamsReplyChannel(turn, outbox=self, personal=personal,
+        channel = TeamsReplyChannel(turn, personal=personal,
                                     update_interval=self._update_interval)
         await channel.typing()
         await self._engine.handle(message, channel)
@@ -248,7 +248,7 @@ class TeamsAdapter:
             log.info("teams.bot_added", scope=inbound.scope(activity),
                      conversation=_get(activity, "conversation", "id"))
             name = _get(activity, "recipient", "name") or "your support assistant"
-            await TeamsReplyChannel(turn, outbox=self, personal=False).send(
+            await TeamsReplyChannel(turn, personal=False).send(
                 render.plain(WELCOME.format(name=name)))
 
     async def _on_installation_update(self, turn: Turn) -> None:

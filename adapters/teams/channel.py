@@ -11,7 +11,7 @@ sent as an ordinary message, so it is never lost to a failed update.
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
@@ -27,17 +27,9 @@ MAX_STREAM_SECONDS = 100.0  # Teams ends a stream after about two minutes
 TYPING_EVERY = 3.0  # Teams shows a typing indicator for a few seconds
 
 
-class Outbox(Protocol):
-    """Posting into a conversation other than the current one (escalations)."""
-
-    async def post_to(self, conversation_id: str, activities: list[dict[str, Any]]) -> str: ...
-
-
 class TeamsReplyChannel:
-    def __init__(self, turn: Turn, *, outbox: Outbox, personal: bool,
-                 update_interval: float = 1.0) -> None:
+    def __init__(self, turn: Turn, *, personal: bool, update_interval: float = 1.0) -> None:
         self.turn = turn
-        self.outbox = outbox
         self.personal = personal
         self.update_interval = update_interval
 
@@ -64,9 +56,6 @@ class TeamsReplyChannel:
         stream = TeamsStream(self)
         await stream.begin()
         return stream
-
-    async def post_elsewhere(self, destination: str, reply: Reply) -> str:
-        return await self.outbox.post_to(destination, render.messages(reply))
 
 
 class WholeAnswer:

@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from adapters.base import DestinationUnavailable, ReplyStream
+from adapters.base import ReplyStream
 from bot.model import Reply
 
 _CLOSE = object()
@@ -53,9 +53,6 @@ class SseReplyChannel:
 
     async def stream(self) -> ReplyStream:
         return _SseStream(self)
-
-    async def post_elsewhere(self, destination: str, reply: Reply) -> str:
-        raise DestinationUnavailable("the web chat has no other channels to post to")
 
 
 class _SseStream:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -77,7 +78,8 @@ class KbScheduler:
         self._knowledge = knowledge
         self.trigger = parse_cron(cron) if isinstance(cron, str) else cron
         self._scheduler = AsyncIOScheduler(
-            jobstores={"default": SQLAlchemyJobStore(url=sync_database_url(database_url))},
+            jobstores={"default": SQLAlchemyJobStore(url=sync_database_url(database_url)),
+                       "memory": MemoryJobStore()},
             job_defaults={"coalesce": True, "max_instances": 1,
                           "misfire_grace_time": int(MISFIRE_GRACE.total_seconds())},
             timezone=UTC)
@@ -94,6 +96,13 @@ class KbScheduler:
         job = self._scheduler.get_job(JOB_ID)
         log.info("kb.schedule", cron=str(self.trigger),
                  next_run=job.next_run_time.isoformat() if job and job.next_run_time else None)
+
+    def every(self, seconds: float, func: Any, *, job_id: str) -> None:
+        """A periodic job of this process only: what it works on is kept in SQL, and each
+        worker runs its own copy (the work is claimed row by row)."""
+        self._scheduler.add_job(func, "interval", seconds=seconds, id=job_id, jobstore="memory",
+                                replace_existing=True, coalesce=True, max_instances=1,
+                                misfire_grace_time=int(seconds))
 
     @property
     def next_run_time(self) -> datetime | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.model import ConversationKey
@@ -154,6 +154,26 @@ class ConversationStore(Repository):
                 set_={"value": statement.excluded.value,
                       "created_at": statement.excluded.created_at}))
             return answer
+
+    async def conversation_of(self, message_id: int) -> tuple[int, ConversationKey] | None:
+        async with self._session() as session:
+            row = (await session.execute(
+                select(Conversation.id, Conversation.platform, Conversation.workspace,
+                       Conversation.channel, Conversation.thread)
+                .join(StoredMessage, StoredMessage.conversation_id == Conversation.id)
+                .where(StoredMessage.id == message_id))).first()
+        if row is None:
+            return None
+        return int(row[0]), ConversationKey(row[1], row[2], row[3], row[4])
+
+    async def unhelpful_votes(self, conversation_id: int) -> int:
+        """👎 votes on this conversation's answers (each user's last vote per answer)."""
+        async with self._session() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(Feedback)
+                .join(StoredMessage, StoredMessage.id == Feedback.message_id)
+                .where(StoredMessage.conversation_id == conversation_id, Feedback.value < 0))
+        return int(count or 0)
 
     async def feedback(self, message_id: int) -> list[tuple[str, int]]:
         async with self._session() as session:

@@ -14,6 +14,7 @@ from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstall
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Text,
     Unicode,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -183,6 +185,67 @@ class SchedulerJob(Base):
     id: Mapped[str] = mapped_column(Unicode(191), primary_key=True)
     next_run_time: Mapped[float | None] = mapped_column(Float(25), index=True, nullable=True)
     job_state: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Escalation(Base):
+    """A conversation handed to people: open (posted to the human channel, waiting) -> claimed
+    (an agent owns it; the bot is silent there) -> resolved (the bot answers again). At most
+    one escalation per conversation is active (open or claimed) at a time."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (
+        Index("ix_escalations_one_active", "conversation_id", unique=True,
+              sqlite_where=text("state != 'resolved'"),
+              postgresql_where=text("state != 'resolved'")),
+        Index("ix_escalations_post", "destination_platform", "destination_message"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    summary: Mapped[str] = mapped_column(Text, default="")
+    user_id: Mapped[str] = mapped_column(String(128), default="")
+    user_name: Mapped[str] = mapped_column(String(200), default="")
+    # Where the user asked: the conversation key, kept here so relays need no join.
+    origin_platform: Mapped[str] = mapped_column(String(32))
+    origin_workspace: Mapped[str] = mapped_column(String(128))
+    origin_channel: Mapped[str] = mapped_column(String(400))
+    origin_thread: Mapped[str] = mapped_column(String(400))
+    # Where people see it: a platform, a channel there, and the post once it is made.
+    destination_platform: Mapped[str] = mapped_column(String(32), default="")
+    destination: Mapped[str] = mapped_column(String(400), default="")
+    destination_message: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    destination_thread: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    post_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    claimed_by_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    save_to_knowledge: Mapped[bool] = mapped_column(Boolean, default=False)
+    announced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True),
+                                                          nullable=True)
+    announcements: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class EscalationEvent(Base):
+    """Every transition of an escalation: who, when, from where."""
+
+    __tablename__ = "escalation_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    escalation_id: Mapped[int] = mapped_column(
+        ForeignKey("escalations.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    actor_id: Mapped[str] = mapped_column(String(128), default="")
+    actor_name: Mapped[str] = mapped_column(String(200), default="")
+    platform: Mapped[str] = mapped_column(String(32), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class TeamsConversation(Base):

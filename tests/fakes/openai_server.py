@@ -12,6 +12,9 @@ Typical use::
         client = AsyncOpenAI(base_url=fake.base_url, api_key=fake.api_key)
         ...
         assert fake.chat_requests()[-1]["model"] == "gpt-4o-mini"
+
+Function/tool calls are scripted with `ScriptedReply(tool_calls=[ScriptedToolCall(...)])` and
+sent in the real Chat Completions wire shape (streamed as per-index deltas of the arguments).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import base64
 import collections
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -40,6 +44,7 @@ __all__ = [
     "FakeOpenAI",
     "RecordedRequest",
     "ScriptedReply",
+    "ScriptedToolCall",
     "default_responder",
     "fake_embedding",
     "split_pieces",
@@ -57,6 +62,8 @@ FAST_RETRY_HEADERS: dict[str, str] = {"retry-after-ms": "1"}
 _MAX_BODY = 64 * 1024 * 1024
 _PIECE_RE = re.compile(r"\s*\S+\s*")
 _WORD_RE = re.compile(r"\w+")
+# Streamed tool-call arguments arrive in token-like pieces: `{"`, `city`, `":"`, `Paris`, `"}`.
+_ARGUMENT_PIECE_RE = re.compile(r"\w+|\W+")
 
 Responder = Callable[[dict[str, Any]], str]
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -85,6 +92,21 @@ class RecordedRequest:
     json: dict[str, Any] | None  # parsed JSON object body, if any
     form: dict[str, str]  # multipart text fields (audio), else {}
     files: dict[str, tuple[str, bytes, str]]  # field -> (filename, content, content_type)
+    # True if the reply carried scripted tool calls although the request sent no `tools`.
+    tool_calls_without_tools: bool = False
+
+
+@dataclass(frozen=True)
+class ScriptedToolCall:
+    """One function call the scripted assistant makes (see `ScriptedReply.tool_calls`).
+
+    A dict `arguments` is sent as compact JSON; a string is sent verbatim (e.g. broken JSON).
+    `id=None` gets a generated "call_<n>" (n counts up per server, restarting at `reset()`).
+    """
+
+    name: str
+    arguments: dict[str, Any] | str = field(default_factory=dict)
+    id: str | None = None
 
 
 @dataclass
@@ -94,6 +116,12 @@ class ScriptedReply:
     With a non-200 `status`, `text` (if given) becomes the error message. `delay`/`chunk_delay`
     of 0 mean "use the server defaults". `disconnect_after_chunks`/`malformed` also apply to
     non-stream requests: the connection is dropped before any byte, or the body is not JSON.
+
+    `tool_calls` makes the answer call functions, as the real API does: content (if `text` is
+    given; the responder is not consulted) comes first, then the calls, and `finish_reason` is
+    "tool_calls". They are sent even if the request had no `tools` (the recorded request then
+    has `tool_calls_without_tools=True`). In a stream, `disconnect_after_chunks` counts content
+    and tool-call chunks after the opening one.
     """
 
     text: str | None = None
@@ -103,6 +131,7 @@ class ScriptedReply:
     chunk_delay: float = 0.0
     disconnect_after_chunks: int | None = None
     malformed: bool = False
+    tool_calls: list[ScriptedToolCall] | None = None
 
 
 # Per-request storage: the middleware's record, and the raw body to tell "no JSON" from "bad JSON".
@@ -153,6 +182,11 @@ def split_pieces(text: str) -> list[str]:
     if not pieces and text:
         return [text]  # whitespace only
     return pieces
+
+
+def _split_arguments(arguments: str) -> list[str]:
+    """Split a tool call's JSON arguments into token-like pieces (none for an empty string)."""
+    return _ARGUMENT_PIECE_RE.findall(arguments)
 
 
 def fake_embedding(text: str, dimensions: int) -> list[float]:
@@ -240,6 +274,7 @@ class FakeOpenAI(BackgroundServer):
         self.default_chunk_delay: float = 0.0
         self._lock = threading.Lock()
         self._script: collections.deque[ScriptedReply] = collections.deque()
+        self._tool_call_ids = itertools.count(1)
 
     # -- lifecycle (start/stop/with: see BackgroundServer) -------------------------------------
 
@@ -255,6 +290,7 @@ class FakeOpenAI(BackgroundServer):
         with self._lock:
             self.requests.clear()
             self._script.clear()
+            self._tool_call_ids = itertools.count(1)
         self.responder = default_responder
         self.transcript = DEFAULT_TRANSCRIPT
         self.default_delay = 0.0
@@ -284,6 +320,29 @@ class FakeOpenAI(BackgroundServer):
     def _pop_script(self) -> ScriptedReply | None:
         with self._lock:
             return self._script.popleft() if self._script else None
+
+    def _wire_tool_calls(self, calls: list[ScriptedToolCall]) -> list[dict[str, Any]]:
+        """The scripted calls as the non-stream `message.tool_calls` list, ids filled in."""
+        wire = []
+        for call in calls:
+            if call.id is not None:
+                call_id = call.id
+            else:
+                with self._lock:
+                    call_id = f"call_{next(self._tool_call_ids)}"
+            arguments = (
+                call.arguments
+                if isinstance(call.arguments, str)
+                else json.dumps(call.arguments, separators=(",", ":"), ensure_ascii=False)
+            )
+            wire.append(
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": arguments},
+                }
+            )
+        return wire
 
     # -- HTTP --------------------------------------------------------------------------------
 
@@ -381,7 +440,12 @@ class FakeOpenAI(BackgroundServer):
             )
 
         try:
-            text = scripted.text if scripted.text is not None else self.responder(body)
+            if scripted.text is not None:
+                text = scripted.text
+            elif scripted.tool_calls:
+                text = ""  # a tool-calling answer without text: `content` is null
+            else:
+                text = self.responder(body)
             if not isinstance(text, str):
                 raise TypeError(f"responder returned {type(text).__name__}, not str")
         except Exception as exc:  # surface test bugs as a non-retried 500, not a hang
@@ -390,11 +454,36 @@ class FakeOpenAI(BackgroundServer):
             )
 
         pieces = split_pieces(text)
+        tool_calls = self._wire_tool_calls(scripted.tool_calls or [])
+        if tool_calls and not body.get("tools"):
+            request[_RECORD_KEY].tool_calls_without_tools = True
+        # Stream deltas after the opening one: the content, then per call a header (id, name,
+        # empty arguments) followed by the arguments in pieces, as the real API streams them.
+        deltas: list[dict[str, Any]] = [{"content": piece} for piece in pieces]
+        for index, call in enumerate(tool_calls):
+            function = call["function"]
+            deltas.append(
+                {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {"name": function["name"], "arguments": ""},
+                        }
+                    ]
+                }
+            )
+            deltas.extend(
+                {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                for piece in _split_arguments(function["arguments"])
+            )
         usage = {
             "prompt_tokens": prompt_tokens(messages),
-            "completion_tokens": len(pieces),
-            "total_tokens": prompt_tokens(messages) + len(pieces),
+            "completion_tokens": len(deltas),
+            "total_tokens": prompt_tokens(messages) + len(deltas),
         }
+        finish_reason = "tool_calls" if tool_calls else "stop"
         completion_id = "chatcmpl-" + uuid.uuid4().hex[:24]
         created = int(time.time())
 
@@ -406,6 +495,9 @@ class FakeOpenAI(BackgroundServer):
                 return web.Response(
                     body=b"{not json", content_type="application/json", headers=scripted.headers
                 )
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            if tool_calls:
+                message = {"role": "assistant", "content": text or None, "tool_calls": tool_calls}
             completion = {
                 "id": completion_id,
                 "object": "chat.completion",
@@ -414,9 +506,9 @@ class FakeOpenAI(BackgroundServer):
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": text},
+                        "message": message,
                         "logprobs": None,
-                        "finish_reason": "stop",
+                        "finish_reason": finish_reason,
                     }
                 ],
                 "usage": usage,
@@ -442,6 +534,9 @@ class FakeOpenAI(BackgroundServer):
                 data["usage"] = None  # the real API sends null usage on every content chunk
             return data
 
+        opening: dict[str, Any] = {"role": "assistant", "content": ""}
+        if tool_calls and not pieces:  # no text: the role rides on the first call's header
+            opening = {"role": "assistant", "content": None, **deltas.pop(0)}
         chunk_delay = scripted.chunk_delay or self.default_chunk_delay
         response = web.StreamResponse(
             status=200,
@@ -453,24 +548,24 @@ class FakeOpenAI(BackgroundServer):
         )
         try:
             await response.prepare(request)
-            await _send_event(response, chunk({"role": "assistant", "content": ""}))
+            await _send_event(response, chunk(opening))
             if scripted.malformed:
                 await response.write(b"data: {this is not json\n\n")
                 await response.write_eof()
                 return response
-            for index, piece in enumerate(pieces):
+            for index, delta in enumerate(deltas):
                 if index == scripted.disconnect_after_chunks:
                     _drop_connection(request)
                     return response
                 if chunk_delay > 0:
                     await asyncio.sleep(chunk_delay)
-                await _send_event(response, chunk({"content": piece}))
+                await _send_event(response, chunk(delta))
             if scripted.disconnect_after_chunks is not None:
                 _drop_connection(request)  # asked for more chunks than the answer has
                 return response
             if chunk_delay > 0:
                 await asyncio.sleep(chunk_delay)
-            await _send_event(response, chunk({}, "stop"))
+            await _send_event(response, chunk({}, finish_reason))
             if include_usage:
                 final = chunk({})
                 final["choices"] = []

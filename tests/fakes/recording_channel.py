@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from adapters.base import DestinationUnavailable
 from bot.model import Reply
 
 
@@ -34,9 +33,6 @@ class RecordingChannel:
         stream = RecordingStream()
         self.streams.append(stream)
         return stream
-
-    async def post_elsewhere(self, destination: str, reply: Reply) -> str:
-        raise DestinationUnavailable(destination)
 
     @property
     def shown(self) -> list[Reply]:

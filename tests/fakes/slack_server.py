@@ -8,9 +8,10 @@ own thread with its own event loop, so sync tests, async tests and subprocesses 
 Wire details this mirrors (slack_sdk 3.48):
 
 * Every method is requested at `{base_url}{method}`. Methods taking blocks/attachments
-  (`chat.postMessage`, `chat.update`, `chat.*Stream`, `assistant.threads.setStatus`) send a JSON
-  body; `auth.test`, `chat.delete` and `reactions.*` POST with their arguments in the *query
-  string* and an empty body; `users.info` and `conversations.*` are GETs with a query string;
+  (`chat.postMessage`, `chat.postEphemeral`, `chat.update`, `chat.*Stream`,
+  `assistant.threads.setStatus`) send a JSON body; `auth.test`, `chat.delete` and `reactions.*`
+  POST with their arguments in the *query string* and an empty body; `users.info`,
+  `conversations.*`, `chat.getPermalink` and `usergroups.users.list` are GETs with a query string;
   `api_call(data=...)` and `oauth.v2.access` send `application/x-www-form-urlencoded`, where
   `blocks`/`attachments` are JSON strings (decoded here). The token travels as
   `Authorization: Bearer ...` (a `token` argument is accepted too); `oauth.v2.access` uses HTTP
@@ -75,6 +76,7 @@ __all__ = [
     "DEFAULT_APP_TOKEN",
     "DEFAULT_BOT_TOKEN",
     "DEFAULT_SIGNING_SECRET",
+    "PERMALINK_BASE",
     "FakeSlack",
     "SlackCall",
     "SocketFrame",
@@ -106,6 +108,11 @@ SLACKBOT_USER_AGENT = "Slackbot 1.0 (+https://api.slack.com/robots)"
 # Timestamps look like Slack's ("1700000000.000100") and increase by 100 µs per message.
 _TS_START_MICROS = 1_700_000_000_000_100
 _TS_STEP_MICROS = 100
+# chat.getPermalink answers https://fake-workspace.slack.com/archives/<channel>/p<ts digits>.
+PERMALINK_BASE = "https://fake-workspace.slack.com/archives/"
+# conversations.members: Slack's default page size and its maximum.
+_MEMBERS_DEFAULT_LIMIT = 100
+_MEMBERS_MAX_LIMIT = 1000
 # Arguments Slack accepts as JSON strings in form-encoded or query-string requests.
 _JSON_STRING_ARGS = frozenset(
     {"blocks", "attachments", "metadata", "chunks", "user_auth_blocks", "loading_messages"}
@@ -237,6 +244,8 @@ class FakeSlack(BackgroundServer):
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
             "chat.delete": self._chat_delete,
+            "chat.postEphemeral": self._chat_post_ephemeral,
+            "chat.getPermalink": self._chat_get_permalink,
             "chat.startStream": self._chat_start_stream,
             "chat.appendStream": self._chat_append_stream,
             "chat.stopStream": self._chat_stop_stream,
@@ -245,6 +254,8 @@ class FakeSlack(BackgroundServer):
             "users.info": self._users_info,
             "conversations.info": self._conversations_info,
             "conversations.replies": self._conversations_replies,
+            "conversations.members": self._conversations_members,
+            "usergroups.users.list": self._usergroups_users_list,
             "files.info": self._files_info,
             "assistant.threads.setStatus": self._assistant_set_status,
             "oauth.v2.access": self._oauth_v2_access,
@@ -269,6 +280,12 @@ class FakeSlack(BackgroundServer):
         self.response_urls: list[dict[str, Any]] = []
         self.users: dict[str, dict[str, Any]] = {}
         self.channels: dict[str, dict[str, Any]] = {}
+        # conversations.members: channel id -> member user ids (see set_members())
+        self.channel_members: dict[str, list[str]] = {}
+        # usergroups.users.list: usergroup (subteam) id -> user ids (see set_usergroup())
+        self.usergroups: dict[str, list[str]] = {}
+        # chat.postEphemeral: {channel, user, text, blocks, thread_ts}, in order (ephemerals_for())
+        self.ephemerals: list[dict[str, Any]] = []
         self.teams: dict[str, str] = {DEFAULT_TEAM_ID: DEFAULT_TEAM_NAME}
         # oauth.v2.access: code -> team id it installs into (unknown codes install self.team_id)
         self.oauth_codes: dict[str, str] = {}
@@ -417,6 +434,24 @@ class FakeSlack(BackgroundServer):
             )
             self.channels[channel_id] = channel
         return channel
+
+    def set_members(self, channel: str, users: list[str]) -> None:
+        """What conversations.members answers for `channel` (in this order). A channel with no
+        members set answers channel_not_found, unless add_channel() registered it (then none)."""
+        with self._lock:
+            self.channel_members[channel] = list(dict.fromkeys(users))  # no duplicates
+
+    def set_usergroup(self, group_id: str, users: list[str]) -> None:
+        """What usergroups.users.list answers for `group_id` ("S..."); unknown groups answer
+        no_such_subteam."""
+        with self._lock:
+            self.usergroups[group_id] = list(users)
+
+    def ephemerals_for(self, user: str) -> list[dict[str, Any]]:
+        """The chat.postEphemeral messages sent to `user`, in order: {channel, user, text, blocks,
+        thread_ts} (blocks/thread_ts None when not sent). They are never in messages()."""
+        with self._lock:
+            return [copy.deepcopy(e) for e in self.ephemerals if e["user"] == user]
 
     def add_file(self, file_id: str, name: str, mimetype: str, content: bytes) -> dict[str, Any]:
         """Host a file; return its Slack file object. The URLs need `Bearer <bot_token>`."""
@@ -1061,6 +1096,44 @@ class FakeSlack(BackgroundServer):
         self._streaming.discard((channel, ts))
         return {"ok": True, "channel": channel, "ts": ts}
 
+    def _chat_post_ephemeral(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        channel = _str_arg(args, "channel")
+        if channel is None:
+            raise _SlackError("channel_not_found")
+        channel = self._resolve_channel(channel)
+        user = _str_arg(args, "user")
+        if user is None:
+            raise _SlackError("user_not_found")
+        text, blocks = args.get("text"), args.get("blocks")
+        attachments, markdown_text = args.get("attachments"), args.get("markdown_text")
+        if isinstance(blocks, str):
+            raise _SlackError("invalid_blocks_format")
+        if blocks is not None and not isinstance(blocks, list):
+            raise _SlackError("invalid_blocks")
+        if markdown_text and (text or blocks):
+            raise _SlackError("markdown_text_conflict")
+        if not (text or blocks or attachments or markdown_text):
+            raise _SlackError("no_text")
+        self.ephemerals.append(
+            {
+                "channel": channel,
+                "user": user,
+                "text": str(markdown_text or text or ""),
+                "blocks": copy.deepcopy(blocks) if blocks else None,
+                "thread_ts": _str_arg(args, "thread_ts"),
+            }
+        )
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def _chat_get_permalink(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        channel, message = self._existing(args, "message_ts")
+        ts = message["ts"]
+        permalink = f"{PERMALINK_BASE}{channel}/p{ts.replace('.', '')}"
+        thread_ts = message.get("thread_ts")
+        if thread_ts and thread_ts != ts:  # a reply: Slack links it inside its thread
+            permalink += f"?thread_ts={thread_ts}&cid={channel}"
+        return {"ok": True, "channel": channel, "permalink": permalink}
+
     def _chat_start_stream(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
         channel = _str_arg(args, "channel")
         if channel is None:
@@ -1189,6 +1262,42 @@ class FakeSlack(BackgroundServer):
             "has_more": has_more,
             "response_metadata": {"next_cursor": next_cursor},
         }
+
+    def _conversations_members(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        channel = _str_arg(args, "channel")
+        if channel is None:
+            raise _SlackError("channel_not_found")
+        members = self.channel_members.get(channel)
+        if members is None:
+            if channel not in self.channels:
+                raise _SlackError("channel_not_found")
+            members = []
+        try:
+            limit = int(args.get("limit") or _MEMBERS_DEFAULT_LIMIT)
+            limit = max(1, min(limit, _MEMBERS_MAX_LIMIT))
+            cursor = str(args.get("cursor") or "")
+            start = 0
+            if cursor:  # like Slack's: base64 of "user:<the next page's first member>"
+                kind, _, user = base64.b64decode(cursor, validate=True).decode().partition(":")
+                if kind != "user":
+                    raise ValueError(cursor)
+                start = members.index(user)
+        except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+            raise _SlackError("invalid_cursor") from exc
+        page = members[start : start + limit]
+        next_cursor = ""
+        if start + limit < len(members):
+            next_cursor = base64.b64encode(f"user:{members[start + limit]}".encode()).decode()
+        return {"ok": True, "members": page, "response_metadata": {"next_cursor": next_cursor}}
+
+    def _usergroups_users_list(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        group = _str_arg(args, "usergroup")
+        if group is None:
+            raise _SlackError("invalid_arguments")
+        users = self.usergroups.get(group)
+        if users is None:
+            raise _SlackError("no_such_subteam")
+        return {"ok": True, "users": list(users)}
 
     def _files_info(self, args: dict[str, Any], token: str | None) -> dict[str, Any]:
         entry = self._files.get(_str_arg(args, "file") or "")

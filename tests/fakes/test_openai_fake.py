@@ -20,11 +20,13 @@ from typing import Any
 import httpx2
 import openai
 import pytest
+from openai.types.chat import ChatCompletionFunctionToolParam
 
 from tests.fakes.openai_server import (
     DEFAULT_TRANSCRIPT,
     FakeOpenAI,
     ScriptedReply,
+    ScriptedToolCall,
     prompt_tokens,
     split_pieces,
 )
@@ -254,6 +256,187 @@ async def test_chunk_delay_spaces_out_deltas(fake: FakeOpenAI) -> None:
     # Headers and the role chunk come at once; 3 content chunks + the finish chunk each wait.
     assert first_byte < 0.05 * 4
     assert total >= 0.05 * 4
+
+
+WEATHER_TOOL: ChatCompletionFunctionToolParam = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def accumulate_tool_calls(chunks: list[Any]) -> dict[int, dict[str, Any]]:
+    """Merge streamed `delta.tool_calls` pieces by index, as a client must."""
+    calls: dict[int, dict[str, Any]] = {}
+    for chunk in chunks:
+        if not chunk.choices:
+            continue
+        for piece in chunk.choices[0].delta.tool_calls or []:
+            call = calls.setdefault(piece.index, {"id": None, "name": "", "arguments": ""})
+            if piece.id:
+                call["id"] = piece.id
+            if piece.function is not None:
+                call["name"] += piece.function.name or ""
+                call["arguments"] += piece.function.arguments or ""
+    return calls
+
+
+async def test_stream_tool_call_is_parsed_by_the_sdk(fake: FakeOpenAI) -> None:
+    fake.queue(ScriptedReply(tool_calls=[ScriptedToolCall("get_weather", {"city": "Paris"})]))
+    async with async_client(fake) as client:
+        stream = await client.chat.completions.create(
+            model=MODEL,
+            messages=user("weather in Paris?"),
+            tools=[WEATHER_TOOL],
+            tool_choice="auto",
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+
+    calls = accumulate_tool_calls(chunks)
+    assert list(calls) == [0]
+    assert calls[0]["id"] == "call_1"
+    assert calls[0]["name"] == "get_weather"
+    assert json.loads(calls[0]["arguments"]) == {"city": "Paris"}
+
+    first = chunks[0].choices[0]
+    assert first.delta.role == "assistant" and first.delta.content is None
+    assert first.delta.tool_calls is not None
+    header = first.delta.tool_calls[0]
+    assert header.type == "function" and header.function is not None
+    assert header.function.arguments == ""
+    argument_chunks = [c for c in chunks[1:] if c.choices and c.choices[0].delta.tool_calls]
+    assert len(argument_chunks) >= 3
+    for c in argument_chunks:
+        (piece,) = c.choices[0].delta.tool_calls or []
+        assert piece.index == 0 and piece.id is None and piece.type is None
+        assert piece.function is not None and piece.function.name is None
+    assert not any(c.choices[0].delta.content for c in chunks if c.choices)
+
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finish[-1] == "tool_calls" and set(finish[:-1]) == {None}
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    (body,) = fake.chat_requests()
+    assert body["tools"] == [WEATHER_TOOL]
+    assert body["tool_choice"] == "auto"
+    assert fake.requests[0].tool_calls_without_tools is False
+
+
+async def test_non_stream_tool_call_and_tool_result_round_trip(fake: FakeOpenAI) -> None:
+    fake.queue(
+        ScriptedReply(tool_calls=[ScriptedToolCall("get_weather", {"city": "Zürich", "n": 2})])
+    )
+    async with async_client(fake) as client:
+        completion = await client.chat.completions.create(
+            model=MODEL,
+            messages=user("weather?"),
+            tools=[WEATHER_TOOL],
+            tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        )
+        choice = completion.choices[0]
+        assert choice.finish_reason == "tool_calls"
+        assert choice.message.content is None
+        (call,) = choice.message.tool_calls or []
+        assert call.type == "function" and call.id == "call_1"
+        assert call.function.name == "get_weather"
+        assert json.loads(call.function.arguments) == {"city": "Zürich", "n": 2}
+
+        # The follow-up turn (assistant tool_calls + tool result) is accepted and answered.
+        followup = await client.chat.completions.create(
+            model=MODEL,
+            messages=[
+                *user("weather?"),
+                choice.message.model_dump(exclude_none=True),
+                {"role": "tool", "tool_call_id": call.id, "content": '{"temp": 21}'},
+                {"role": "user", "content": "thanks"},
+            ],
+            tools=[WEATHER_TOOL],
+        )
+    assert followup.choices[0].message.content == "You said: thanks"
+    assert followup.choices[0].finish_reason == "stop"
+    assert followup.choices[0].message.tool_calls is None
+    first, second = fake.chat_requests()
+    assert first["tool_choice"] == {"type": "function", "function": {"name": "get_weather"}}
+    assert second["messages"][2]["tool_call_id"] == "call_1"
+
+
+async def test_text_and_several_tool_calls_in_one_reply(fake: FakeOpenAI) -> None:
+    reply = ScriptedReply(
+        text="Let me check both.",
+        tool_calls=[
+            ScriptedToolCall("get_weather", {"city": "Oslo"}, id="call_abc"),
+            ScriptedToolCall("get_weather", '{"city": "Rome", "unit": "C"}'),
+        ],
+    )
+    fake.queue(reply, reply)
+    async with async_client(fake) as client:
+        stream = await client.chat.completions.create(
+            model=MODEL, messages=user("x"), tools=[WEATHER_TOOL], stream=True
+        )
+        chunks = [chunk async for chunk in stream]
+        completion = await client.chat.completions.create(
+            model=MODEL, messages=user("x"), tools=[WEATHER_TOOL]
+        )
+
+    # Stream: opening role chunk, content deltas, then the calls in index order.
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[0].choices[0].delta.content == ""
+    kinds = [
+        "content" if c.choices[0].delta.content else "tool" if c.choices[0].delta.tool_calls else ""
+        for c in chunks[1:-1]
+    ]
+    assert kinds == sorted(kinds) and kinds[0] == "content" and kinds[-1] == "tool"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Let me check both."
+    calls = accumulate_tool_calls(chunks)
+    assert [calls[i]["id"] for i in (0, 1)] == ["call_abc", "call_1"]
+    assert json.loads(calls[0]["arguments"]) == {"city": "Oslo"}
+    assert calls[1]["arguments"] == '{"city": "Rome", "unit": "C"}'  # a string is sent verbatim
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+    message = completion.choices[0].message
+    assert completion.choices[0].finish_reason == "tool_calls"
+    assert message.content == "Let me check both."
+    assert [(c.id, c.function.name) for c in message.tool_calls or []] == [
+        ("call_abc", "get_weather"),
+        ("call_2", "get_weather"),
+    ]
+    assert json.loads((message.tool_calls or [])[1].function.arguments)["unit"] == "C"
+
+
+def test_tool_calls_without_tools_are_sent_and_flagged(fake: FakeOpenAI) -> None:
+    fake.queue(ScriptedReply(tool_calls=[ScriptedToolCall("lookup")]))
+    with sync_client(fake) as client:
+        completion = client.chat.completions.create(model=MODEL, messages=user("x"))
+    (call,) = completion.choices[0].message.tool_calls or []
+    assert call.function.name == "lookup" and json.loads(call.function.arguments) == {}
+    assert fake.requests[0].tool_calls_without_tools is True
+    assert "tools" not in fake.chat_requests()[0]
+
+
+async def test_disconnect_counts_tool_call_chunks(fake: FakeOpenAI) -> None:
+    fake.queue(
+        ScriptedReply(
+            tool_calls=[ScriptedToolCall("get_weather", {"city": "Paris"})],
+            disconnect_after_chunks=1,
+        )
+    )
+    received: list[Any] = []
+    async with async_client(fake, max_retries=0) as client:
+        stream = await client.chat.completions.create(model=MODEL, messages=user("x"), stream=True)
+        with pytest.raises(openai.APIConnectionError):
+            async for chunk in stream:
+                received.append(chunk)
+    # The opening chunk (role + call header) and one argument piece arrived.
+    assert len(received) == 2
+    assert accumulate_tool_calls(received)[0]["arguments"] == '{"'
 
 
 def test_embeddings_default_base64_decode_and_similarity(fake: FakeOpenAI) -> None:

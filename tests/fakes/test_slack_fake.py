@@ -361,6 +361,190 @@ async def test_reactions_and_conversations_info(fake: FakeSlack) -> None:
     assert fake.calls_to("assistant.threads.setStatus")[0].args["status"] == "is thinking…"
 
 
+async def test_conversations_members_paginates_with_the_sdk_cursor(fake: FakeSlack) -> None:
+    users = ["U0ALICE", "U0BOB", "U0CAROL", "U0DAVE", "U0ERIN"]
+    fake.set_members(CHANNEL, users)
+    web = client(fake)
+
+    first = await web.conversations_members(channel=CHANNEL, limit=2)
+    assert first.data == {
+        "ok": True,
+        "members": ["U0ALICE", "U0BOB"],
+        "response_metadata": {"next_cursor": first["response_metadata"]["next_cursor"]},
+    }
+    first_cursor = first["response_metadata"]["next_cursor"]
+    assert first_cursor
+    # The SDK follows next_cursor itself (and overwrites `first` with each page as it goes).
+    pages = [page["members"] async for page in first]
+    assert pages == [["U0ALICE", "U0BOB"], ["U0CAROL", "U0DAVE"], ["U0ERIN"]]
+
+    cursor, collected = "", []
+    while True:  # what a caller paginating by hand does
+        page = await web.conversations_members(channel=CHANNEL, limit=2, cursor=cursor or None)
+        collected += page["members"]
+        cursor = page["response_metadata"]["next_cursor"]
+        if not cursor:
+            break
+    assert collected == users
+    calls = fake.calls_to("conversations.members")
+    assert {(c.http_method, c.content_type) for c in calls} == {("GET", "")}  # query string
+    assert calls[0].args == {"channel": CHANNEL, "limit": "2"}
+    assert calls[1].args == {"channel": CHANNEL, "limit": "2", "cursor": first_cursor}
+
+    everyone = await web.conversations_members(channel=CHANNEL)  # default limit 100
+    assert everyone["members"] == users
+    assert everyone["response_metadata"] == {"next_cursor": ""}
+
+    fake.add_channel("C0EMPTY", "empty")
+    empty = await web.conversations_members(channel="C0EMPTY")
+    assert empty["members"] == [] and empty["response_metadata"]["next_cursor"] == ""
+    with pytest.raises(SlackApiError) as unknown:
+        await web.conversations_members(channel="C0NOWHERE")
+    assert unknown.value.response["error"] == "channel_not_found"
+    with pytest.raises(SlackApiError) as bad_cursor:
+        await web.conversations_members(channel=CHANNEL, cursor="not-a-cursor")
+    assert bad_cursor.value.response["error"] == "invalid_cursor"
+
+
+async def test_new_methods_share_auth_and_fault_injection(fake: FakeSlack) -> None:
+    fake.set_members(CHANNEL, ["U0ALICE"])
+    fake.set_usergroup("S0ONCALL", ["U0BOB"])
+    question = fake.message_event("hi")
+    fake.rate_limit("conversations.members", retry_after=3)
+    fake.fail("usergroups.users.list", "missing_scope")
+    fake.fail("chat.getPermalink", "ratelimited")
+    fake.fail("chat.postEphemeral", "user_not_in_channel")
+    web = client(fake)
+
+    with pytest.raises(SlackApiError) as limited:
+        await web.conversations_members(channel=CHANNEL)
+    assert limited.value.response.status_code == 429
+    assert limited.value.response.headers["Retry-After"] == "3"
+    assert limited.value.response["error"] == "ratelimited"
+    with pytest.raises(SlackApiError) as scope:
+        await web.usergroups_users_list(usergroup="S0ONCALL")
+    assert scope.value.response["error"] == "missing_scope"
+    with pytest.raises(SlackApiError) as failed:
+        await web.chat_getPermalink(channel=CHANNEL, message_ts=question["ts"])
+    assert failed.value.response["error"] == "ratelimited"
+    with pytest.raises(SlackApiError) as not_in:
+        await web.chat_postEphemeral(channel=CHANNEL, user="U0ALICE", text="psst")
+    assert not_in.value.response["error"] == "user_not_in_channel"
+    assert fake.ephemerals == []
+
+    # only the scripted call: the next ones succeed
+    assert (await web.conversations_members(channel=CHANNEL))["members"] == ["U0ALICE"]
+    assert (await web.usergroups_users_list(usergroup="S0ONCALL"))["users"] == ["U0BOB"]
+    assert (await web.chat_getPermalink(channel=CHANNEL, message_ts=question["ts"]))["ok"]
+    assert (await web.chat_postEphemeral(channel=CHANNEL, user="U0ALICE", text="psst"))["ok"]
+
+    for call in (
+        client(fake, token="xoxp-user").conversations_members(channel=CHANNEL),
+        client(fake, token="xoxp-user").usergroups_users_list(usergroup="S0ONCALL"),
+        client(fake, token="xoxp-user").chat_getPermalink(channel=CHANNEL, message_ts="1.0"),
+        client(fake, token="xoxp-user").chat_postEphemeral(channel=CHANNEL, user="U0A", text="x"),
+    ):
+        with pytest.raises(SlackApiError) as rejected:
+            await call
+        assert rejected.value.response["error"] == "invalid_auth"
+    assert [c.token for c in fake.calls[-4:]] == ["xoxp-user"] * 4
+    assert len(fake.ephemerals) == 1
+
+    fake.reset()
+    assert (fake.channel_members, fake.usergroups, fake.ephemerals) == ({}, {}, [])
+
+
+async def test_chat_get_permalink(fake: FakeSlack) -> None:
+    question = fake.message_event("how do I reset my password?")
+    web = client(fake)
+    reply = await web.chat_postMessage(channel=CHANNEL, thread_ts=question["ts"], text="Like so.")
+
+    parent = await web.chat_getPermalink(channel=CHANNEL, message_ts=question["ts"])
+    digits = question["ts"].replace(".", "")
+    assert parent.data == {
+        "ok": True,
+        "channel": CHANNEL,
+        "permalink": f"https://fake-workspace.slack.com/archives/{CHANNEL}/p{digits}",
+    }
+    threaded = await web.chat_getPermalink(channel=CHANNEL, message_ts=reply["ts"])
+    assert threaded["permalink"] == (
+        f"https://fake-workspace.slack.com/archives/{CHANNEL}/p{reply['ts'].replace('.', '')}"
+        f"?thread_ts={question['ts']}&cid={CHANNEL}"
+    )
+    [call, _] = fake.calls_to("chat.getPermalink")
+    assert (call.http_method, call.content_type) == ("GET", "")
+    assert call.args == {"channel": CHANNEL, "message_ts": question["ts"]}
+
+    with pytest.raises(SlackApiError) as missing:
+        await web.chat_getPermalink(channel=CHANNEL, message_ts="1.000001")
+    assert missing.value.response["error"] == "message_not_found"
+    with pytest.raises(SlackApiError) as elsewhere:
+        await web.chat_getPermalink(channel="C0OTHER", message_ts=question["ts"])
+    assert elsewhere.value.response["error"] == "message_not_found"
+
+
+async def test_usergroups_users_list(fake: FakeSlack) -> None:
+    fake.set_usergroup("S0ONCALL", ["U0ALICE", "U0BOB"])
+    web = client(fake)
+
+    listed = await web.usergroups_users_list(usergroup="S0ONCALL")
+
+    assert listed.data == {"ok": True, "users": ["U0ALICE", "U0BOB"]}
+    [call] = fake.calls_to("usergroups.users.list")
+    assert (call.http_method, call.content_type) == ("GET", "")
+    assert call.args == {"usergroup": "S0ONCALL"}
+    fake.set_usergroup("S0EMPTY", [])
+    assert (await web.usergroups_users_list(usergroup="S0EMPTY"))["users"] == []
+    with pytest.raises(SlackApiError) as unknown:
+        await web.usergroups_users_list(usergroup="S0NOPE")
+    assert unknown.value.response["error"] == "no_such_subteam"
+
+
+async def test_chat_post_ephemeral_is_recorded_not_posted(fake: FakeSlack) -> None:
+    question = fake.message_event("escalate this", mention=True)
+    web = client(fake)
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "Only you can see this"}}]
+
+    sent = await web.chat_postEphemeral(
+        channel=CHANNEL, user="U0BOB", text="fallback", blocks=blocks, thread_ts=question["ts"]
+    )
+    plain = await web.chat_postEphemeral(channel=CHANNEL, user="U0ALICE", text="hi Alice")
+
+    assert set(sent.data) == {"ok", "message_ts"}
+    assert float(sent["message_ts"]) > float(question["ts"])
+    assert plain["message_ts"] != sent["message_ts"]
+    assert fake.ephemerals_for("U0BOB") == [
+        {
+            "channel": CHANNEL,
+            "user": "U0BOB",
+            "text": "fallback",
+            "blocks": blocks,
+            "thread_ts": question["ts"],
+        }
+    ]
+    assert fake.ephemerals_for("U0ALICE") == [
+        {
+            "channel": CHANNEL,
+            "user": "U0ALICE",
+            "text": "hi Alice",
+            "blocks": None,
+            "thread_ts": None,
+        }
+    ]
+    assert fake.ephemerals_for("U0CAROL") == []
+    assert [e["user"] for e in fake.ephemerals] == ["U0BOB", "U0ALICE"]
+    assert fake.messages(CHANNEL) == []  # never in the channel's history
+    assert [m["ts"] for m in fake.messages(CHANNEL, include_events=True)] == [question["ts"]]
+    call = fake.calls_to("chat.postEphemeral")[0]
+    assert (call.http_method, call.content_type) == ("POST", "application/json")
+    assert call.args["blocks"] == blocks
+
+    with pytest.raises(SlackApiError) as no_text:
+        await web.api_call("chat.postEphemeral", json={"channel": CHANNEL, "user": "U0BOB"})
+    assert no_text.value.response["error"] == "no_text"
+    assert len(fake.ephemerals) == 2
+
+
 async def test_block_action_payload_and_response_url(fake: FakeSlack) -> None:
     question = fake.message_event("hi")
     posted = await client(fake).chat_postMessage(
