@@ -62,10 +62,13 @@ class EscalationOutlet(Protocol):
         `DestinationUnavailable`."""
 
     async def update_ticket(self, ticket: Ticket, *, link: str) -> None:
-        """Show the escalation's new state (and the actions that now apply) in its post."""
+        """Show the escalation's new state (and the actions that now apply) in its post.
+        Raises `DestinationUnavailable` when the post no longer exists (it is posted anew)."""
 
-    async def post_in_ticket(self, ticket: Ticket, text: str) -> None:
-        """Write into the escalation's thread in the human channel."""
+    async def post_in_ticket(self, ticket: Ticket, text: str, *, mention: str = "") -> None:
+        """Write `text` (Markdown, from users or the desk: escape it) into the escalation's
+        thread in the human channel, after `mention` (the platform's own syntax, e.g. an
+        on-call group: sent as is, so that it notifies)."""
 
     async def is_agent(self, user_id: str, destination: str, agents: Sequence[str]) -> bool:
         """May this user claim and resolve escalations posted to `destination`? `agents` names

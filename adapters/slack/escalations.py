@@ -28,6 +28,7 @@ ACTION_PREFIX = "bothub_escalation_"
 CLAIM, RELEASE, RESOLVE, RESOLVE_SAVE = (ACTION_PREFIX + a for a in
                                          ("claim", "release", "resolve", "resolve_save"))
 MEMBERS_TTL = 60.0
+GONE = {"message_not_found", "channel_not_found", "is_archived", "cant_update_message"}
 
 ClientFor = Callable[[str | None], Awaitable[AsyncWebClient]]
 
@@ -107,13 +108,19 @@ class SlackOutlet:
             return
         client = await self._client_for(None)
         text, blocks = ticket_message(ticket, link=link)
-        await client.chat_update(channel=ticket.destination, ts=ticket.destination_message,
-                                 text=text, blocks=blocks)
+        try:
+            await client.chat_update(channel=ticket.destination, ts=ticket.destination_message,
+                                     text=text, blocks=blocks)
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error in GONE:
+                raise DestinationUnavailable(f"the escalation's post is gone: {error}") from None
+            raise
 
-    async def post_in_ticket(self, ticket: Ticket, text: str) -> None:
+    async def post_in_ticket(self, ticket: Ticket, text: str, *, mention: str = "") -> None:
         client = await self._client_for(None)
         await self._post(client, channel=ticket.destination, thread_ts=ticket.destination_thread,
-                         text=render.to_mrkdwn(text))
+                         text=f"{mention} {render.to_mrkdwn(text)}".strip())
 
     async def is_agent(self, user_id: str, destination: str, agents: Sequence[str]) -> bool:
         client = await self._client_for(None)

@@ -307,9 +307,20 @@ class EscalationDesk:
         return True
 
     async def _show(self, ticket: Ticket) -> None:
+        """Bring the post in the human channel up to date; a post someone deleted is posted
+        anew (an open or claimed escalation must stay visible)."""
         outlet = self._outlets.get(ticket.destination_platform)
-        if outlet is not None and ticket.posted:
-            await _quietly(outlet.update_ticket(ticket, link=await self._link(ticket.origin)))
+        if outlet is None or not ticket.posted:
+            return
+        try:
+            await outlet.update_ticket(ticket, link=await self._link(ticket.origin))
+        except DestinationUnavailable as exc:
+            if ticket.state is State.RESOLVED:
+                return
+            log.warning("escalation.post_gone", id=ticket.id, error=str(exc)[:200])
+            await self._post(ticket)
+        except Exception as exc:
+            log.warning("escalation.update_failed", id=ticket.id, error=str(exc)[:200])
 
     async def tell(self, ticket: Ticket, text: str) -> None:
         """Write into the user's conversation (not through an answer in progress)."""
@@ -349,10 +360,10 @@ class EscalationDesk:
         mention = self._config.on_call.get(ticket.destination_platform, "")
         waited = int((ticket.announced_at - ticket.created_at).total_seconds() // 60) \
             if ticket.announced_at else 0
-        text = (f"{mention} Escalation #{ticket.id} is still waiting for someone "
-                f"({describe(ticket.reason)}; open for {max(waited, 1)}+ minutes).").strip()
+        text = (f"Escalation #{ticket.id} is still waiting for someone "
+                f"({describe(ticket.reason)}; open for {max(waited, 1)}+ minutes).")
         try:
-            await outlet.post_in_ticket(ticket, text)
+            await outlet.post_in_ticket(ticket, text, mention=mention)
         except Exception as exc:
             log.error("escalation.reannounce_failed", id=ticket.id, error=str(exc)[:200])
             return

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,41 @@ def test_claim_by_number_from_the_channel_and_the_race_of_two_agents(
     send(server, fake_slack, fake_slack.event_envelope(unknown))
     wait_for(lambda: any("no escalation #4242" in (m.get("text") or "")
                          for m in fake_slack.messages(AGENTS)))
+
+
+def test_an_unclaimed_escalation_is_reannounced_to_the_on_call_group(
+        tmp_path: Path, fake_openai: FakeOpenAI, fake_slack: FakeSlack) -> None:
+    fake_slack.add_channel(AGENTS, "support-agents")
+    config = write_config(tmp_path, 'escalation:\n  sla_minutes: 5\n'
+                                    '  on_call: {slack: "<!subteam^S0ONCALL>"}\n')
+    settings = slack_settings(tmp_path, fake_openai, fake_slack).model_copy(
+        update={"slack_escalation_channel": AGENTS, "config_file": config})
+    with running_server(settings, slack_app) as live:
+        question = fake_slack.message_event("put me through to an agent", mention=True)
+        send(live, fake_slack, fake_slack.event_envelope(question))
+        [post] = wait_for(lambda: escalation_posts(fake_slack))
+        desk = live.hub.engine.desk
+        assert desk is not None
+        live.run(desk.sweep())
+        assert bot_texts(fake_slack, AGENTS, post["ts"]) == [post["text"]]  # not due yet
+
+        async def six_minutes_pass() -> None:
+            from sqlalchemy import update
+
+            from bot.store.tables import Escalation
+
+            [ticket] = await desk.store.tickets()
+            async with live.hub.database.begin() as connection:
+                await connection.execute(update(Escalation).values(
+                    announced_at=ticket.created_at - timedelta(minutes=6)))
+
+        live.run(six_minutes_pass())
+        live.run(desk.sweep())
+        reannounced = wait_for(lambda: [t for t in bot_texts(fake_slack, AGENTS, post["ts"])
+                                        if t.startswith("<!subteam^S0ONCALL>")])
+        assert "still waiting" in reannounced[0]
+        wait_for(lambda: any("still finding someone" in t
+                             for t in bot_texts(fake_slack, "C0GENERAL", question["ts"])))
+        live.run(desk.sweep())  # announced again just now: nothing more
+        assert len([t for t in bot_texts(fake_slack, AGENTS, post["ts"])
+                    if t.startswith("<!subteam")]) == 1
