@@ -248,10 +248,12 @@ class EscalationConfig(BaseModel):
     rules: list[EscalationRule] = []
     sla_minutes: float = Field(default=30, gt=0, le=7 * 24 * 60)
     # Who is mentioned when an escalation waits past its SLA, per platform: a Slack user group
-    # (`<!subteam^S0123>`), a Discord role (`<@&123…>`), or any text.
+    # (`<!subteam^S0123>`), a Discord role (`<@&123…>`), a Teams user or tag
+    # (`<at id="29:…">Name</at>`, `<at id="<tag id>" type="tag">On call</at>`), or any text.
     on_call: dict[str, str] = {}
-    # Who may claim and resolve, per platform (user ids; Slack user groups `S…`; Discord role
-    # ids). Unset: the members of the escalation channel.
+    # Who may claim and resolve, per platform: user ids, Slack user groups `S…`, Discord role
+    # ids, Teams user ids `29:…` or Entra object ids. Unset: the members of the escalation
+    # channel.
     agents: dict[str, list[str]] = {}
 
     @field_validator("on_call", "agents")

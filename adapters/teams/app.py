@@ -6,12 +6,17 @@ Messages are acknowledged at once and answered in the background (Bot Framework 
 15 seconds to answer the HTTP request); an invoke (an Adaptive Card button) is answered in the
 HTTP response. In channels and group chats the bot answers when @-mentioned, in 1:1 chats
 always. Bot Framework redelivers an activity with the same id, which the engine stores once.
+
+Escalations (see `escalations`): agents act in the human channel with the card's buttons or by
+@-mentioning the bot (`claim 12`, or `resolve` in the escalation's reply chain); what they write
+in that reply chain is the desk's, not a question for the bot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections import OrderedDict
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,8 +26,10 @@ from fastapi.responses import JSONResponse
 
 from adapters.base import DestinationUnavailable, InFlight
 from adapters.http import read_capped
-from adapters.teams import inbound, render
+from adapters.teams import escalations, inbound, render
 from adapters.teams.channel import TeamsReplyChannel
+from adapters.teams.escalations import TeamsOutlet
+from adapters.teams.proactive import Proactive
 from adapters.teams.references import TeamsConversations
 from adapters.teams.wiring import (
     AuthUnavailable,
@@ -34,7 +41,8 @@ from adapters.teams.wiring import (
     Turn,
 )
 from bot.engine import Engine
-from bot.model import Message
+from bot.escalation.store import Actor
+from bot.model import Author, Message
 from bot.store.repository import StorageUnavailable
 
 log = structlog.get_logger(__name__)
@@ -48,6 +56,10 @@ LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 WELCOME = ("Hi, I'm {name}. Ask me anything about our products and I'll answer from our "
            "documentation. In channels and group chats, @-mention me with your question.")
 THANKS = "Thanks for the feedback!"
+QUEUE_DOWN = "Sorry, I can't reach the escalation queue right now. Please try again."
+# Teams waits a few seconds for an invoke's answer; slower work goes on and the card says so.
+INVOKE_SECONDS = 4.0
+WORKING = "Working on it… the escalation's post will show the outcome."
 
 
 class ServiceUrls:
@@ -88,6 +100,10 @@ class TeamsAdapter:
         self._update_interval = update_interval
         self._in_flight = InFlight()
         self._running: set[asyncio.Task[Any]] = set()
+        self._proactive = Proactive(connection, conversations, allows=service_urls.allows,
+                                    default_service_url=default_service_url)
+        self.outlet = TeamsOutlet(self._proactive)
+        self._commands_seen: OrderedDict[str, None] = OrderedDict()
 
     async def start(self) -> None:
         if self._connection.auth_enabled:
@@ -195,8 +211,12 @@ class TeamsAdapter:
         if sender.get("id") == inbound.bot_id(activity) or not activity.get("id"):
             return
         await self._remember(turn)
+        self.outlet.saw(sender)
         personal = inbound.scope(activity) == "personal"
-        if not personal and not inbound.mentions_bot(activity):
+        mentioned = inbound.mentions_bot(activity)
+        if not personal and await self._for_the_desk(turn, mentioned=mentioned):
+            return
+        if not personal and not mentioned:
             return
         attachments = inbound.attachments(activity, turn.bearer_token)
         text = inbound.text(activity)
@@ -216,13 +236,22 @@ class TeamsAdapter:
     async def _on_invoke(self, turn: Turn) -> InvokeReply:
         activity = turn.activity
         action = inbound.as_dict(inbound.as_dict(activity.get("value")).get("action"))
-        if activity.get("name") != "adaptiveCard/action" or action.get("verb") != \
-                render.FEEDBACK_VERB:
-            log.info("teams.invoke_ignored", name=str(activity.get("name"))[:100],
-                     verb=str(action.get("verb"))[:100])
-            return InvokeReply(200, {"statusCode": 400, "type": "application/vnd.microsoft.error",
-                                     "value": {"code": "BadRequest",
-                                               "message": "This action is not known."}})
+        verb = action.get("verb")
+        if activity.get("name") == "adaptiveCard/action":
+            if verb == render.FEEDBACK_VERB:
+                return await self._on_feedback(turn, action)
+            if verb == render.HANDOFF_VERB:
+                return await self._on_handoff(turn, action)
+            if isinstance(verb, str) and verb in escalations.VERBS:
+                return await self._on_escalation_action(turn, verb, action)
+        log.info("teams.invoke_ignored", name=str(activity.get("name"))[:100],
+                 verb=str(verb)[:100])
+        return InvokeReply(200, {"statusCode": 400, "type": "application/vnd.microsoft.error",
+                                 "value": {"code": "BadRequest",
+                                           "message": "This action is not known."}})
+
+    async def _on_feedback(self, turn: Turn, action: dict[str, Any]) -> InvokeReply:
+        activity = turn.activity
         data = inbound.as_dict(action.get("data"))
         user = inbound.author(activity).id
         try:
@@ -232,8 +261,101 @@ class TeamsAdapter:
             log.error("teams.feedback_not_saved", reason=exc.reason)
             recorded = False
         text = THANKS if recorded else "Sorry, I couldn't record that feedback."
-        return InvokeReply(200, {"statusCode": 200, "type": render.ADAPTIVE_CARD,
-                                 "value": render.notice_card(text)})
+        return _card_reply(render.notice_card(text))
+
+    async def _on_handoff(self, turn: Turn, action: dict[str, Any]) -> InvokeReply:
+        """"Talk to a person" on an answer: the conversation goes to the human channel."""
+        data = inbound.as_dict(action.get("data"))
+        author = inbound.author(turn.activity)
+        try:
+            text = await self._engine.request_human(str(data.get("ref") or ""),
+                                                    Author(author.id, author.display_name))
+        except StorageUnavailable as exc:
+            log.error("teams.handoff_failed", reason=exc.reason)
+            text = "Sorry, I can't reach our support team's queue right now."
+        return _card_reply(render.notice_card(text))
+
+    # -- escalations ----------------------------------------------------------------------------
+
+    async def _on_escalation_action(self, turn: Turn, verb: str,
+                                    action: dict[str, Any]) -> InvokeReply:
+        """Claim/Release/Resolve on an escalation's card. The desk edits the post for everyone;
+        the clicker gets the card back at once, with the desk's answer on top (a refusal
+        too: only agents may act)."""
+        desk = self._engine.desk
+        number = inbound.as_dict(action.get("data")).get("id")
+        if isinstance(number, str) and number.isdigit() and len(number) <= 18:
+            number = int(number)
+        if desk is None or not isinstance(number, int) or isinstance(number, bool):
+            return _card_reply(render.notice_card("This escalation is not known here."))
+        self.outlet.saw(inbound.as_dict(turn.activity.get("from")))
+        author = inbound.author(turn.activity)
+        agent = Actor(author.id, author.display_name, self.name)
+        what, save = escalations.VERBS[verb]
+
+        async def act() -> InvokeReply:
+            try:
+                with self._in_flight.track():  # a shutdown waits for it
+                    answer = await desk.act(number, what, agent, save=save)
+                    ticket = await desk.store.get(number)
+            except StorageUnavailable as exc:
+                log.error("teams.escalation_action_failed", reason=exc.reason)
+                return _card_reply(render.notice_card(QUEUE_DOWN))
+            if ticket is None:
+                return _card_reply(render.notice_card(answer))
+            return _card_reply(escalations.ticket_card(
+                ticket, link=await desk.link(ticket.origin), notice=answer))
+
+        task = asyncio.create_task(act())
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), INVOKE_SECONDS)
+        except TimeoutError:
+            log.warning("teams.escalation_action_slow", id=number, action=what)
+            return _card_reply(render.notice_card(WORKING))
+
+    async def _for_the_desk(self, turn: Turn, *, mentioned: bool) -> bool:
+        """A channel or group chat message for the escalation desk: an agent's command to the
+        bot (answered in place), or words in an escalation's reply chain (relayed to the user
+        where the desk must). False: not the desk's, handle it as usual."""
+        desk = self._engine.desk
+        if desk is None:
+            return False
+        activity = turn.activity
+        channel = inbound.scope(activity) == "channel"
+        if not mentioned and not channel:
+            return False
+        thread = inbound.conversation_key(activity).thread if channel else None
+        author = inbound.author(activity)
+        agent = Actor(author.id, author.display_name, self.name)
+        text = inbound.text(activity)
+        try:
+            if mentioned:
+                answer = await desk.command(text, agent, thread=thread)
+                if answer is not None:
+                    if self._first_time(str(activity.get("id"))):
+                        await TeamsReplyChannel(turn, personal=False).send(render.plain(answer))
+                    return True
+            if thread is None:
+                return False
+            return await desk.agent_message(agent, text, thread=thread)
+        except StorageUnavailable as exc:
+            log.error("teams.escalation_command_failed", reason=exc.reason)
+            if mentioned:
+                await TeamsReplyChannel(turn, personal=False).send(render.plain(QUEUE_DOWN))
+                return True
+            return False
+
+    def _first_time(self, activity_id: str) -> bool:
+        """Bot Framework redelivers an activity it thinks was lost: answer a command once
+        (the desk's transitions are safe to repeat; its answer would not be)."""
+        if activity_id in self._commands_seen:
+            return False
+        self._commands_seen[activity_id] = None
+        while len(self._commands_seen) > 1000:
+            self._commands_seen.popitem(last=False)
+        return True
 
     async def _on_conversation_update(self, turn: Turn) -> None:
         activity = turn.activity
@@ -264,25 +386,7 @@ class TeamsAdapter:
         """Post into a conversation bothub was not asked in: through the reference stored when
         the bot was added there, or `TEAMS_SERVICE_URL` for a conversation id given by hand."""
         try:
-            reference = await self._conversations.find(conversation_id)
-        except StorageUnavailable as exc:
-            raise DestinationUnavailable(f"Teams conversations unreadable: {exc.reason}") from None
-        if reference is None and self._default_service_url:
-            reference = {"serviceUrl": self._default_service_url, "channelId": "msteams",
-                         "conversation": {"id": conversation_id}}
-        if reference is None:
-            raise DestinationUnavailable(f"bothub has not been added to Teams conversation "
-                                         f"{conversation_id} (or TEAMS_SERVICE_URL is unset)")
-        if not self._service_urls.allows(str(reference.get("serviceUrl") or "")):
-            raise DestinationUnavailable("the stored serviceUrl is not an allowed connector")
-        posted: list[str] = []
-
-        async def send_all(turn: Turn) -> None:
-            for activity in activities:
-                posted.append(await turn.send(activity))
-
-        try:
-            await self._connection.continue_conversation(reference, send_all)
+            posted = await self._proactive.send(conversation_id, activities)
         except ConnectorError as exc:
             raise DestinationUnavailable(f"Teams refused the post: {exc}") from None
         return posted[0] if posted else ""
@@ -294,6 +398,11 @@ def _get(data: dict[str, Any], *path: str) -> Any:
             return None
         data = data.get(key)  # type: ignore[assignment]
     return data
+
+
+def _card_reply(card: dict[str, Any]) -> InvokeReply:
+    """An invoke's answer: the card that replaces the clicked one for the clicker."""
+    return InvokeReply(200, {"statusCode": 200, "type": render.ADAPTIVE_CARD, "value": card})
 
 
 def _problem(status: int, message: str) -> JSONResponse:

@@ -14,6 +14,8 @@ from bot.model import Reply, ReplyMode
 
 MESSAGE_LIMIT = 12_000  # characters; Teams refuses activities over ~28 KB, cards included
 FEEDBACK_VERB = "bothub.feedback"
+HANDOFF_VERB = "bothub.handoff"
+HANDOFF_TITLE = "🙋 Talk to a person"
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 AI_GENERATED = {"type": "https://schema.org/Message", "@type": "Message",
                 "@context": "https://schema.org", "@id": "",
@@ -30,19 +32,24 @@ def text_parts(reply: Reply) -> list[str]:
     return split_text(text, MESSAGE_LIMIT)
 
 
-def feedback_card(ref: str) -> dict[str, Any]:
-    """👍/👎 as Universal Actions (`Action.Execute`): Teams sends an `adaptiveCard/action`
-    invoke, answered at once; the ref survives restarts because the card carries it."""
+def feedback_card(ref: str, *, handoff: bool = False) -> dict[str, Any]:
+    """👍/👎 (and, where the conversation can go to people, "talk to a person") as Universal
+    Actions (`Action.Execute`): Teams sends an `adaptiveCard/action` invoke, answered at once;
+    the ref survives restarts because the card carries it."""
     def action(title: str, vote: str) -> dict[str, Any]:
         return {"type": "Action.Execute", "title": title, "verb": FEEDBACK_VERB,
                 "data": {"ref": ref, "vote": vote}}
 
+    actions = [action("👍 Helpful", "up"), action("👎 Not helpful", "down")]
+    if handoff:
+        actions.append({"type": "Action.Execute", "title": HANDOFF_TITLE, "verb": HANDOFF_VERB,
+                        "data": {"ref": ref}})
     return {"contentType": ADAPTIVE_CARD, "content": {
         "type": "AdaptiveCard", "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "version": "1.4",
         "body": [{"type": "TextBlock", "text": "Was this answer helpful?", "size": "Small",
                   "isSubtle": True, "wrap": True}],
-        "actions": [action("👍 Helpful", "up"), action("👎 Not helpful", "down")]}}
+        "actions": actions}}
 
 
 def messages(reply: Reply) -> list[dict[str, Any]]:
@@ -54,7 +61,7 @@ def messages(reply: Reply) -> list[dict[str, Any]]:
         if reply.mode is ReplyMode.MODEL:
             activity["entities"] = [dict(AI_GENERATED)]
         if number == len(parts) and reply.ref:
-            activity["attachments"] = [feedback_card(reply.ref)]
+            activity["attachments"] = [feedback_card(reply.ref, handoff=reply.handoff)]
         activities.append(activity)
     return activities
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,6 +51,8 @@ PUBLIC_OAUTH_SCOPE = AuthenticationConstants.TO_CHANNEL_FROM_BOT_OAUTH_SCOPE
 PUBLIC_TOKEN_ISSUER = AuthenticationConstants.TO_BOT_FROM_CHANNEL_TOKEN_ISSUER
 DEFAULT_TENANT = AuthenticationConstants.DEFAULT_CHANNEL_AUTH_TENANT
 MAX_RETRY_AFTER = 10.0
+MEMBERS_PAGE_SIZE = 500  # the most Teams hands out per page
+MAX_MEMBER_PAGES = 40  # 20,000 members: enough for any escalation channel
 
 
 class NotAuthorized(Exception):
@@ -201,6 +204,24 @@ class Turn:
         outgoing.id = activity_id
         await _call(lambda: self._context.update_activity(outgoing))
 
+    async def members(self) -> list[dict[str, Any]]:
+        """The conversation's members (`id`, `aadObjectId`, `name`...), every page of them.
+        For a team's channel Teams answers with the members of the team (or, for a private or
+        shared channel, of the channel)."""
+        client = self._context.turn_state.get(self._context.adapter.BOT_CONNECTOR_CLIENT_KEY)
+        conversation_id = self._context.activity.conversation.id
+        members: list[dict[str, Any]] = []
+        token: str | None = None
+        for _ in range(MAX_MEMBER_PAGES):
+            page = await _call(functools.partial(
+                client.conversations.get_conversation_paged_members, conversation_id,
+                page_size=MEMBERS_PAGE_SIZE, continuation_token=token))
+            members.extend(member.serialize() for member in page.members or [])
+            token = page.continuation_token
+            if not token:
+                break
+        return members
+
     async def bearer_token(self) -> str | None:
         """The bot's token for downloads from the connector; None with authentication off."""
         client = self._context.turn_state.get(self._context.adapter.BOT_CONNECTOR_CLIENT_KEY)
@@ -282,6 +303,17 @@ class BotFrameworkConnection:
             raise
         except (HttpOperationError, ClientRequestError, PermissionError) as exc:
             raise _connector_error(exc) from None
+
+
+    async def members(self, reference: dict[str, Any]) -> list[dict[str, Any]]:
+        """The members of the conversation `reference` points at (see `Turn.members`)."""
+        found: list[dict[str, Any]] = []
+
+        async def collect(turn: Turn) -> None:
+            found.extend(await turn.members())
+
+        await self.continue_conversation(reference, collect)
+        return found
 
 
 class _OpenEntity(Entity):  # type: ignore[misc]

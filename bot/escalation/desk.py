@@ -183,7 +183,7 @@ class EscalationDesk:
         try:
             if outlet is None:
                 raise DestinationUnavailable(f"{ticket.destination_platform} is not connected")
-            link = await self._link(ticket.origin)
+            link = await self.link(ticket.origin)
             message, thread = await outlet.post_ticket(ticket.destination, ticket, link=link,
                                                        mention=mention)
         except Exception as exc:  # kept, and retried by the sweep: never lost
@@ -193,7 +193,8 @@ class EscalationDesk:
         await self.store.mark_posted(ticket.id, message_id=message, thread_id=thread)
         return await self.store.get(ticket.id) or ticket
 
-    async def _link(self, key: ConversationKey) -> str:
+    async def link(self, key: ConversationKey) -> str:
+        """A URL of the user's conversation, where its platform has one."""
         outlet = self._outlets.get(key.platform)
         try:
             return await outlet.link(key) if outlet else ""
@@ -313,7 +314,7 @@ class EscalationDesk:
         if outlet is None or not ticket.posted:
             return
         try:
-            await outlet.update_ticket(ticket, link=await self._link(ticket.origin))
+            await outlet.update_ticket(ticket, link=await self.link(ticket.origin))
         except DestinationUnavailable as exc:
             if ticket.state is State.RESOLVED:
                 return

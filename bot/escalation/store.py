@@ -104,6 +104,7 @@ class EscalationStore(Repository):
         """The conversation's active escalation, created if there is none; True when created
         (a second trigger, or a race with another worker, joins the first)."""
         try:
+            now = utcnow()  # announced now: a sweep elsewhere leaves the first post to us
             async with self._session() as session:
                 row = Escalation(
                     conversation_id=conversation_id, state=State.OPEN.value, reason=reason[:32],
@@ -112,7 +113,7 @@ class EscalationStore(Repository):
                     origin_workspace=origin.workspace, origin_channel=origin.channel,
                     origin_thread=origin.thread, destination_platform=destination_platform,
                     destination=destination, post_attempts=0, announcements=0,
-                    save_to_knowledge=False, created_at=utcnow())
+                    save_to_knowledge=False, created_at=now, announced_at=now)
                 session.add(row)
                 await session.flush()
                 session.add(EscalationEvent(escalation_id=row.id, action="opened",
@@ -248,8 +249,7 @@ class EscalationStore(Repository):
         async with self._session() as session:
             rows = await session.scalars(select(Escalation).where(
                 Escalation.state == State.OPEN.value,
-                or_(Escalation.announced_at.is_(None),
-                    (Escalation.destination_message.is_(None)
+                or_((Escalation.destination_message.is_(None)
                      & (Escalation.announced_at <= now - retry_after)),
                     (Escalation.destination_message.is_not(None)
                      & (Escalation.announced_at <= now - sla)))).order_by(Escalation.id))

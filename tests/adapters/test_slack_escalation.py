@@ -163,6 +163,7 @@ def test_an_unclaimed_escalation_is_reannounced_to_the_on_call_group(
         [post] = wait_for(lambda: escalation_posts(fake_slack))
         desk = live.hub.engine.desk
         assert desk is not None
+        wait_for(lambda: live.run(desk.store.tickets())[0].posted)  # stored after the post
         live.run(desk.sweep())
         assert bot_texts(fake_slack, AGENTS, post["ts"]) == [post["text"]]  # not due yet
 
