@@ -6,12 +6,19 @@ directly. The gateway URL comes from `GET /gateway/bot`, which bothub asks for i
 `DISCORD_API_URL` can point everything at a Discord-compatible server. discord.py resumes a
 dropped gateway session, and Discord replays what was missed; each message id is stored once by
 the engine, so a replay never produces a second answer.
+
+Escalations: the desk posts to the human channel through `DiscordOutlet`; agents act with the
+post's buttons or by mentioning the bot (`@bot claim`, in the escalation's thread or with its
+number anywhere), and what they write in an escalation's thread is offered to the desk first
+(relayed to the user when the user is on another platform). Buttons are routed statelessly by
+their custom ids, so they work after a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from typing import Any
 
 import discord
@@ -20,8 +27,15 @@ import structlog
 import yarl
 
 from adapters.base import InFlight
-from adapters.discord.channel import FEEDBACK_PREFIX, NO_PINGS, DiscordReplyChannel
+from adapters.discord.channel import (
+    FEEDBACK_PREFIX,
+    HANDOFF_PREFIX,
+    NO_PINGS,
+    DiscordReplyChannel,
+)
+from adapters.discord.escalations import DiscordOutlet, parse_custom_id
 from bot.engine import Engine
+from bot.escalation.store import Actor
 from bot.model import Attachment, Author, ConversationKey, Message
 from bot.store.repository import StorageUnavailable
 
@@ -30,6 +44,8 @@ log = structlog.get_logger(__name__)
 DEFAULT_API = "https://discord.com/api/v10"
 THREAD_NAME_LIMIT = 90
 ANSWERABLE = {discord.MessageType.default, discord.MessageType.reply}
+DEFER_AFTER = 1.5  # seconds: a click not answered by then is deferred (Discord allows 3)
+QUEUE_DOWN = "Sorry, I can't reach the escalation queue right now. Please try again."
 
 
 def intents() -> discord.Intents:
@@ -62,6 +78,7 @@ class DiscordAdapter:
                                                    allowed_mentions=NO_PINGS)
         self.client.event(self.on_message)
         self.client.event(self.on_interaction)
+        self.outlet = DiscordOutlet(self.client)
         self._runner: asyncio.Task[None] | None = None
         self._in_flight = InFlight()
         # discord.py keeps its REST base and gateway URL as class attributes: set them while
@@ -130,24 +147,44 @@ class DiscordAdapter:
             except discord.HTTPException as exc:
                 log.warning("discord.channel_unknown", channel_id=channel.id, status=exc.status)
                 return
+        if isinstance(message.author, discord.Member):
+            self.outlet.remember(message.author)
+        mentioned = me in message.mentions
         if isinstance(channel, discord.DMChannel):
             await self._answer(message, channel, ConversationKey(
                 "discord", "dm", str(channel.id), str(channel.id)), direct=True)
         elif isinstance(channel, discord.Thread):
-            mentioned = me in message.mentions and self._listening(channel.parent_id)
-            if mentioned or await self._follows(channel):
+            if mentioned and await self._agent_command(message, channel, thread=channel.id):
+                return
+            if channel.owner_id == me.id and await self._agent_reply(message, channel):
+                return  # an escalation's thread: for people, not for the bot
+            if (mentioned and self._listening(channel.parent_id)) or await self._follows(channel):
                 await self._answer(message, channel, self._thread_key(channel))
-        elif me in message.mentions and self._listening(channel.id):
-            await self._open_thread_and_answer(message)
+        elif mentioned:
+            if await self._agent_command(message, channel, thread=None):
+                return
+            if self._listening(channel.id):
+                await self._open_thread_and_answer(message)
 
     async def on_interaction(self, interaction: discord.Interaction) -> None:
-        """👍/👎 on an answer: answered within Discord's 3 seconds, visible to the clicker only."""
+        """Buttons: 👍/👎 and "talk to a person" on answers, Claim/Resolve/Release on
+        escalations. Answered within Discord's 3 seconds, visible to the clicker only."""
         if interaction.type is not discord.InteractionType.component:
             return
         data: dict[str, Any] = dict(interaction.data or {})
         custom_id = str(data.get("custom_id") or "")
-        if not custom_id.startswith(FEEDBACK_PREFIX):
-            return
+        if isinstance(interaction.user, discord.Member):
+            self.outlet.remember(interaction.user)
+        if custom_id.startswith(FEEDBACK_PREFIX):
+            await self._on_feedback(interaction, custom_id)
+        elif custom_id.startswith(HANDOFF_PREFIX):
+            await self._answer_privately(interaction, self._handoff(
+                interaction, custom_id.removeprefix(HANDOFF_PREFIX)))
+        elif (action := parse_custom_id(custom_id)) is not None:
+            await self._answer_privately(interaction, self._escalation_action(
+                interaction, *action))
+
+    async def _on_feedback(self, interaction: discord.Interaction, custom_id: str) -> None:
         vote, _, ref = custom_id.removeprefix(FEEDBACK_PREFIX).partition(":")
         try:
             recorded = await self._engine.record_feedback(ref, str(interaction.user.id),
@@ -161,6 +198,95 @@ class DiscordAdapter:
             await interaction.response.send_message(text, ephemeral=True)
         except discord.HTTPException as exc:
             log.warning("discord.interaction_not_answered", status=exc.status)
+
+    # -- escalations ----------------------------------------------------------------------------
+
+    async def _answer_privately(self, interaction: discord.Interaction,
+                                work: Coroutine[Any, Any, str]) -> None:
+        """Answer a click with `work`'s text, visible to the clicker only: at once when it is
+        quick, else after deferring ("thinking…"), so Discord's 3 seconds are always met."""
+        with self._in_flight.track():
+            task = asyncio.ensure_future(work)
+            done, _ = await asyncio.wait({task}, timeout=DEFER_AFTER)
+            deferred = False
+            if not done:
+                try:
+                    await interaction.response.defer(ephemeral=True, thinking=True)
+                    deferred = True
+                except discord.HTTPException as exc:
+                    log.warning("discord.interaction_not_deferred", status=exc.status)
+            try:
+                text = await task
+            except Exception:
+                log.exception("discord.interaction_failed")
+                text = "Sorry, something went wrong. Please try again."
+            try:
+                if deferred:
+                    await interaction.edit_original_response(content=text,
+                                                             allowed_mentions=NO_PINGS)
+                else:
+                    await interaction.response.send_message(text, ephemeral=True,
+                                                            allowed_mentions=NO_PINGS)
+            except discord.HTTPException as exc:
+                log.warning("discord.interaction_not_answered", status=exc.status)
+
+    async def _handoff(self, interaction: discord.Interaction, ref: str) -> str:
+        """"🙋 Talk to a person" on an answer."""
+        author = Author(str(interaction.user.id), interaction.user.display_name)
+        try:
+            return await self._engine.request_human(ref, author)
+        except StorageUnavailable as exc:
+            log.error("discord.handoff_failed", reason=exc.reason)
+            return "Sorry, I can't reach our support team's queue right now."
+
+    async def _escalation_action(self, interaction: discord.Interaction, verb: str,
+                                 number: int) -> str:
+        desk = self._engine.desk
+        if desk is None:
+            return "Escalations are not set up here."
+        agent = Actor(str(interaction.user.id), interaction.user.display_name, "discord")
+        try:
+            return await desk.act(number, "resolve" if verb.startswith("resolve") else verb,
+                                  agent, save=verb == "resolve_save")
+        except StorageUnavailable as exc:
+            log.error("discord.escalation_action_failed", reason=exc.reason)
+            return QUEUE_DOWN
+
+    async def _agent_command(self, message: discord.Message, channel: Any, *,
+                             thread: int | None) -> bool:
+        """`@bot claim|release|resolve [n] [save]`: answered in place; True when it was one."""
+        desk = self._engine.desk
+        if desk is None:
+            return False
+        agent = Actor(str(message.author.id), message.author.display_name, "discord")
+        try:
+            where = channel.parent_id if isinstance(channel, discord.Thread) else channel.id
+            answer = await desk.command(self._text(message), agent, channel=str(where),
+                                        thread=str(thread) if thread else None)
+        except StorageUnavailable as exc:
+            log.error("discord.escalation_command_failed", reason=exc.reason)
+            answer = QUEUE_DOWN
+        if answer is None:
+            return False
+        try:
+            await channel.send(answer, allowed_mentions=NO_PINGS,
+                               reference=message.to_reference(fail_if_not_exists=False))
+        except discord.HTTPException as exc:
+            log.warning("discord.send_failed", status=exc.status, code=exc.code)
+        return True
+
+    async def _agent_reply(self, message: discord.Message, thread: discord.Thread) -> bool:
+        """A message in one of the bot's threads: True when that thread is an escalation's
+        (the desk relays the message where the user is on another platform)."""
+        desk = self._engine.desk
+        if desk is None:
+            return False
+        agent = Actor(str(message.author.id), message.author.display_name, "discord")
+        try:
+            return await desk.agent_message(agent, self._text(message), thread=str(thread.id))
+        except StorageUnavailable as exc:
+            log.error("discord.agent_reply_not_relayed", reason=exc.reason)
+            return False
 
     def _listening(self, channel_id: int | None) -> bool:
         return not self._listen or channel_id in self._listen

@@ -24,11 +24,13 @@ log = structlog.get_logger(__name__)
 NO_PINGS = discord.AllowedMentions.none()
 PLACEHOLDER = "*Looking into it…*"
 FEEDBACK_PREFIX = "bothub:fb:"
+HANDOFF_PREFIX = "bothub:handoff:"
 
 
 def feedback_view(reply: Reply) -> discord.ui.View | None:
-    """👍/👎 buttons whose custom ids carry the answer's ref. They are handled statelessly by
-    the adapter's `on_interaction`, so they keep working after a restart."""
+    """👍/👎 buttons whose custom ids carry the answer's ref, and "🙋 Talk to a person" where
+    the conversation has a human channel. They are handled statelessly by the adapter's
+    `on_interaction`, so they keep working after a restart."""
     if not reply.ref:
         return None
     view = discord.ui.View(timeout=None)
@@ -36,6 +38,9 @@ def feedback_view(reply: Reply) -> discord.ui.View | None:
                                     custom_id=f"{FEEDBACK_PREFIX}up:{reply.ref}"))
     view.add_item(discord.ui.Button(label="Not helpful", emoji="👎",
                                     custom_id=f"{FEEDBACK_PREFIX}down:{reply.ref}"))
+    if reply.handoff:
+        view.add_item(discord.ui.Button(label="Talk to a person", emoji="🙋",
+                                        custom_id=f"{HANDOFF_PREFIX}{reply.ref}"))
     return view
 
 

@@ -293,7 +293,8 @@ class SlackAdapter:
         text = inbound.strip_bot_mention(str(event.get("text") or ""), workspace.bot_user_id)
         agent = await self._agent(client, workspace, str(event.get("user")))
         try:
-            answer = await desk.command(text, agent, thread=event.get("thread_ts"))
+            answer = await desk.command(text, agent, channel=str(event.get("channel")),
+                                        thread=event.get("thread_ts"))
         except StorageUnavailable as exc:
             log.error("slack.escalation_command_failed", reason=exc.reason)
             answer = "Sorry, I can't reach the escalation queue right now. Please try again."

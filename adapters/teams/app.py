@@ -332,7 +332,9 @@ class TeamsAdapter:
         text = inbound.text(activity)
         try:
             if mentioned:
-                answer = await desk.command(text, agent, thread=thread)
+                conversation = str(inbound.as_dict(activity.get("conversation")).get("id"))
+                answer = await desk.command(text, agent, channel=conversation.split(";")[0],
+                                            thread=thread)
                 if answer is not None:
                     if self._first_time(str(activity.get("id"))):
                         await TeamsReplyChannel(turn, personal=False).send(render.plain(answer))

@@ -210,18 +210,27 @@ class EscalationDesk:
         if outlet is None:
             return
         try:
-            await outlet.post_in_ticket(ticket, f"*{author or 'User'}:* {text}")
+            await outlet.post_in_ticket(ticket, f"**{author or 'User'}:** {text}")
             await self.store.record(ticket.id, "relayed_to_agent")
         except Exception as exc:
             log.error("escalation.relay_to_agent_failed", id=ticket.id, error=str(exc)[:200])
 
     # -- agents ---------------------------------------------------------------------------------
 
-    async def command(self, text: str, agent: Actor, *, thread: str | None) -> str | None:
+    def is_human_channel(self, platform: str, channel: str) -> bool:
+        """Is `channel` where this platform's escalations are posted?"""
+        destinations = {self._channels.get(platform)} | {
+            rule.to.partition(":")[2] for rule in self._config.rules
+            if rule.to is not None and rule.to.startswith(platform + ":")}
+        return channel in destinations
+
+    async def command(self, text: str, agent: Actor, *, channel: str,
+                      thread: str | None) -> str | None:
         """`claim`, `release` or `resolve [save]`, optionally with an escalation number, said to
-        the bot in a human channel; None when the text is not such a command."""
+        the bot in a human channel; None when the text is not such a command (or was said
+        anywhere else: a user's "resolve" in their own thread is a question)."""
         match = COMMAND.match(text)
-        if match is None:
+        if match is None or not self.is_human_channel(agent.platform, channel):
             return None
         action, number, save = match.group(1).lower(), match.group(2), bool(match.group(3))
         if number is None:

@@ -186,9 +186,11 @@ class EscalationStore(Repository):
     async def mark_post_failed(self, escalation_id: int, error: str) -> None:
         async with self._session() as session:
             now = utcnow()
+            # No post any more (a re-post of a deleted one failed too): the sweep retries.
             await session.execute(update(Escalation).where(Escalation.id == escalation_id)
                                   .values(post_attempts=Escalation.post_attempts + 1,
-                                          announced_at=now))
+                                          announced_at=now, destination_message=None,
+                                          destination_thread=None))
             session.add(EscalationEvent(escalation_id=escalation_id, action="post_failed",
                                         detail={"error": error[:300]}, at=now))
 

@@ -179,6 +179,15 @@ def test_feedback_buttons_are_stored_and_acknowledged_privately(
     buttons = wait_for(lambda: [c for row in fake_discord.messages(question["id"])[-1].get(
         "components") or [] for c in row["components"]])
     down = next(b for b in buttons if b["custom_id"].startswith("bothub:fb:down:"))
+
+    async def stored() -> list[Any]:
+        conversation = await server.hub.store.find(ConversationKey(
+            "discord", fake_discord.guild_id, fake_discord.general_channel_id, question["id"]))
+        assert conversation is not None
+        return await server.hub.store.messages(conversation.id)
+
+    # The answer is shown a moment before it is stored; no person clicks that fast.
+    wait_for(lambda: len(server.run(stored())) == 2)
     click = fake_discord.interaction_button(down["custom_id"], message_id=answer["id"],
                                             channel_id=question["id"])
     fake_discord.dispatch("INTERACTION_CREATE", click)
@@ -186,11 +195,7 @@ def test_feedback_buttons_are_stored_and_acknowledged_privately(
     assert "Thanks" in str(response) and "64" in str(response)  # flags: ephemeral
 
     async def votes() -> list[tuple[str, int]]:
-        conversation = await server.hub.store.find(ConversationKey(
-            "discord", fake_discord.guild_id, fake_discord.general_channel_id, question["id"]))
-        assert conversation is not None
-        rows = await server.hub.store.messages(conversation.id)
-        return await server.hub.store.feedback(rows[1].id)
+        return await server.hub.store.feedback((await stored())[1].id)
 
     assert server.run(votes()) == [("1001", -1)]
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -226,14 +227,18 @@ async def test_commands_parse_and_explain(world: tuple[Hub, RecordingOutlet]) ->
     desk = hub.engine.desk
     assert desk is not None
     agent = Actor("U0AGENT", "Grace", "slack")
-    assert await desk.command("what is the weather?", agent, thread=None) is None
-    assert "Which escalation?" in (await desk.command("claim", agent, thread=None) or "")
-    assert "no escalation #77" in (await desk.command("claim 77", agent, thread=None) or "")
+    def command(text: str, *, channel: str = "C0AGENTS", thread: str | None = None) -> Any:
+        return desk.command(text, agent, channel=channel, thread=thread)
+
+    assert await command("what is the weather?") is None
+    assert await command("resolve", channel="C0GENERAL") is None  # a user's words elsewhere
+    assert "Which escalation?" in (await command("claim") or "")
+    assert "no escalation #77" in (await command("claim 77") or "")
     await hub.engine.handle(ask("human please"), RecordingChannel())
     number = outlet.posted[0][1]
-    answer = await desk.command("  CLAIM  ", agent, thread="1700000001.000100")
+    answer = await command("  CLAIM  ", thread="1700000001.000100")
     assert answer is not None and f"#{number}" in answer
-    saved = await desk.command(f"resolve #{number} save", agent, thread=None)
+    saved = await command(f"resolve #{number} save")
     assert saved is not None and "knowledge base" in saved
     entries = await hub.knowledge.catalog.entries("escalations")
     assert any("human please" in entry.body for entry in entries)

@@ -207,6 +207,7 @@ _EVENT_INTENTS: dict[str, tuple[int, int]] = {
             "GUILD_CREATE",
             "GUILD_UPDATE",
             "GUILD_DELETE",
+            "GUILD_ROLE_CREATE",
             "CHANNEL_CREATE",
             "CHANNEL_UPDATE",
             "CHANNEL_DELETE",
@@ -705,16 +706,56 @@ class FakeDiscord(BackgroundServer):
         guild_id: str | None = None,
         parent_id: str | None = None,
         topic: str | None = None,
+        permission_overwrites: Iterable[dict[str, Any]] = (),
     ) -> dict[str, Any]:
         """A guild channel (0 text, 5 announcement, 15 forum...); CHANNEL_CREATE to live
-        sessions."""
+        sessions. `permission_overwrites` are Discord's overwrite objects: `{"id": role or user
+        id, "type": 0 (role) or 1 (member), "allow": bits, "deny": bits}` (bits as strings;
+        the @everyone role's id is the guild's). The fake records them for clients to compute
+        permissions with; it does not enforce them."""
         with self._lock:
             channel = self._add_channel_locked(
                 name, type, channel_id, guild_id or self.guild_id, parent_id
             )
             channel["topic"] = topic
+            channel["permission_overwrites"] = [
+                {
+                    "id": str(o["id"]),
+                    "type": int(o.get("type", 0)),
+                    "allow": str(o.get("allow", "0")),
+                    "deny": str(o.get("deny", "0")),
+                }
+                for o in permission_overwrites
+            ]
             self._broadcast("CHANNEL_CREATE", copy.deepcopy(channel))
             return copy.deepcopy(channel)
+
+    def add_role(
+        self,
+        name: str,
+        *,
+        role_id: str | None = None,
+        permissions: str = "0",
+        members: Iterable[str] = (),
+        guild_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A role in the guild (default: the test server), given to `members` (user ids, made
+        members if they are not); GUILD_ROLE_CREATE to live sessions. Members' roles reach
+        clients through GET /guilds/{id}/members/{user_id}, messages and interactions."""
+        with self._lock:
+            gid = guild_id or self.guild_id
+            guild = self.guilds[gid]
+            role = self._role(
+                role_id or self._next_id(), name, permissions, position=len(guild["roles"])
+            )
+            guild["roles"].append(role)
+            for user_id in members:
+                self._user_or_create(str(user_id))
+                member = self._member(gid, str(user_id))
+                if role["id"] not in member["roles"]:
+                    member["roles"].append(role["id"])
+            self._broadcast("GUILD_ROLE_CREATE", {"guild_id": gid, "role": copy.deepcopy(role)})
+            return copy.deepcopy(role)
 
     def add_thread(
         self,

@@ -300,6 +300,35 @@ async def test_attachments_are_served_by_the_fake(fake: FakeDiscord) -> None:
         assert await uploaded.read() == b"%PDF"
 
 
+# -- roles and permissions -----------------------------------------------------------------
+
+
+async def test_roles_and_channel_overwrites_reach_discord_py(fake: FakeDiscord) -> None:
+    view = str(1 << 10)  # VIEW_CHANNEL
+    fake.add_user("1003", "grace", "Grace")
+    role = fake.add_role("Support", members=["1003"])
+    private = fake.add_channel(
+        "support-agents",
+        permission_overwrites=[
+            {"id": fake.guild_id, "type": 0, "deny": view},  # @everyone
+            {"id": role["id"], "type": 0, "allow": view},
+        ],
+    )
+    async with running(fake) as bot:
+        guild = bot.get_guild(int(fake.guild_id))
+        assert guild is not None and guild.get_role(int(role["id"])) is not None
+        channel = guild.get_channel(int(private["id"]))
+        assert isinstance(channel, discord.TextChannel)
+        grace = await guild.fetch_member(1003)
+        bob = await guild.fetch_member(int("1002"))
+        assert [r.id for r in grace.roles if not r.is_default()] == [int(role["id"])]
+        assert channel.permissions_for(grace).view_channel
+        assert not channel.permissions_for(bob).view_channel
+
+        later = fake.add_role("Later")  # a live session hears of a new role
+        await eventually(lambda: guild.get_role(int(later["id"])) is not None)
+
+
 # -- threads -------------------------------------------------------------------------------
 
 
