@@ -164,6 +164,7 @@ class EscalationDesk:
             log.info("escalation.opened", id=ticket.id, reason=reason,
                      conversation=str(key), to=":".join(route))
             ticket = await self._post(ticket)
+            await self.refresh_gauges()
         return ticket
 
     async def _summary(self, conversation_id: int, turns: int = 6) -> str:
@@ -266,6 +267,7 @@ class EscalationDesk:
             metrics.TIME_TO_CLAIM.observe(
                 max(0.0, (ticket.claimed_at - ticket.created_at).total_seconds()))
         await self._show(ticket)
+        await self.refresh_gauges()
         name = agent.name or "Someone"
         if action == "claim":
             await self.tell(ticket, f"{name} from our support team has joined and will "

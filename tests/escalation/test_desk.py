@@ -341,7 +341,6 @@ async def test_metrics_count_escalations_and_claims(world: tuple[Hub, RecordingO
     timed = _sample("bothub_escalation_time_to_claim_seconds_count")
     await hub.engine.handle(ask("human please"), RecordingChannel())
     await desk.act(outlet.posted[0][1], "claim", Actor("U0AGENT", "Grace", "slack"))
-    await desk.refresh_gauges()
     assert _sample("bothub_escalations_total",
                    {"platform": "slack", "reason": "user_request"}) == opened + 1
     assert _sample("bothub_escalation_transitions_total", {"action": "claim"}) == claimed + 1
@@ -356,3 +355,42 @@ async def test_serve_schedules_the_sweep(world: tuple[Hub, RecordingOutlet]) -> 
     assert hub._scheduler is not None
     job = hub._scheduler._scheduler.get_job("escalation-sweep")
     assert job is not None and job.trigger.interval.total_seconds() == 30
+
+
+async def test_across_platforms_replies_are_relayed_until_resolved(
+        tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    config = write_config(tmp_path, 'escalation:\n  triggers: {nothing_found: false}\n'
+                                    '  rules: [{platform: discord, to: "slack:C0AGENTS"}]\n')
+    hub = await Hub.create(make_settings(tmp_path, fake_openai, config_file=config))
+    desk = hub.engine.desk
+    assert desk is not None
+    users, agents = RecordingOutlet(name="discord"), RecordingOutlet(name="slack")
+    desk.register(users)
+    desk.register(agents)
+    try:
+        question = Message(key=ConversationKey("discord", "G1", "C1", "T1"), id="m1",
+                           author=Author("1001", "Ada"), text="a human please")
+        await hub.engine.handle(question, RecordingChannel())
+        [(_, number, _)] = agents.posted
+        grace = Actor("U0AGENT", "Grace", "slack")
+        await desk.act(number, "claim", grace)
+        thread = "1700000001.000100"
+        assert await desk.agent_message(grace, "Hi Ada, I can help.", thread=thread)
+        assert users.told[-1][1].text == "**Grace (support team):** Hi Ada, I can help."
+        stranger = Actor("U0MALLORY", "Mallory", "slack")
+        told = len(users.told)
+        assert await desk.agent_message(stranger, "psst", thread=thread)
+        assert len(users.told) == told  # only agents reach the user
+        follow_up = Message(key=question.key, id="m2", author=Author("1001", "Ada"),
+                            text="thanks, it's order 42")
+        assert (await hub.engine.handle(follow_up, RecordingChannel())).outcome is \
+            Outcome.HANDED_OFF
+        assert agents.in_ticket[-1] == (number, "**Ada:** thanks, it's order 42")
+        await desk.act(number, "resolve", grace)
+        told = len(users.told)
+        assert await desk.agent_message(grace, "one more thing", thread=thread)
+        assert len(users.told) == told
+        assert "resolved" in agents.in_ticket[-1][1]
+        assert not await desk.agent_message(grace, "elsewhere", thread="9999.0001")
+    finally:
+        await hub.close()
