@@ -296,6 +296,17 @@ class EscalationConfig(BaseModel):
         return destination
 
 
+class FallbackModel(BaseModel):
+    """A model at another OpenAI-compatible endpoint (Azure OpenAI, a local server), tried
+    after the primary model and BOTHUB_FALLBACK_MODELS. The key comes from the environment
+    variable named here: never from this file."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1)
+    base_url: str = Field(pattern=r"^https?://")
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+
+
 class ChannelPolicy(BaseModel):
     """The behaviour in force for one channel, after overrides."""
 
@@ -315,6 +326,7 @@ class Behaviour(BaseModel):
     knowledge: KnowledgeConfig = KnowledgeConfig()
     discord: DiscordPolicy = DiscordPolicy()
     escalation: EscalationConfig = EscalationConfig()
+    fallbacks: list[FallbackModel] = []
 
     def policy_for(self, platform: str, workspace: str, channel: str) -> ChannelPolicy:
         """The last matching override wins, so specific rules go below general ones."""

@@ -252,13 +252,9 @@ class Engine:
         """The retrieval-only mode: the best passages, quoted with their sources, marked."""
         retrieval = await self._retrieve(text, message.key, log)
         if retrieval is not None and retrieval.found:
-            shown = retrieval.passages[:3]
-            parts = [replies.KNOWLEDGE_ONLY]
-            for number, hit in enumerate(shown, start=1):
-                parts.append(f"**[{number}] {label(hit)}**\n{quote(hit.chunk.text)}")
-            reply = Reply("\n\n".join(parts), ReplyMode.RETRIEVAL_ONLY,
-                          tuple(citation(n, hit) for n, hit in enumerate(shown, start=1)),
-                          ref=str(user_turn), handoff=self._offers_handoff(message.key))
+            reply = knowledge_reply(retrieval.passages, ref=str(user_turn),
+                                    intro=replies.KNOWLEDGE_ONLY,
+                                    handoff=self._offers_handoff(message.key))
             outcome, mode = Outcome.RETRIEVAL_ONLY, "retrieval_only"
         else:
             searched = retrieval is not None
@@ -339,6 +335,7 @@ class Engine:
                         handoff = ("model_uncertain",
                                    str(event.arguments.get("reason", ""))[:500])
                 elif isinstance(event, StreamEnd):
+                    record.model = event.usage.model  # a fallback may have answered
                     record.tokens_in = event.usage.tokens_in
                     record.tokens_out = event.usage.tokens_out
                     record.cost_usd = event.usage.cost_usd
@@ -347,10 +344,15 @@ class Engine:
         except ModelError as exc:
             record.status, record.error = "failed", exc.detail
             partial = "".join(pieces).strip()
-            text = f"{partial}\n\n{replies.CUT_OFF}" if partial else replies.model_failed(exc.kind)
-            reply = Reply(text, ReplyMode.MODEL if partial else ReplyMode.NOTICE,
-                          cited(partial, passages), ref=ref if partial else "")
             record.text = partial
+            if partial:
+                reply = Reply(f"{partial}\n\n{replies.CUT_OFF}", ReplyMode.MODEL,
+                              cited(partial, passages), ref=ref)
+            elif passages:  # outage mode: what the documentation says, marked as such
+                reply = knowledge_reply(passages, ref=ref, intro=replies.MODEL_DOWN_KNOWLEDGE)
+                record.mode = ReplyMode.RETRIEVAL_ONLY.value
+            else:
+                reply = Reply(replies.model_failed(exc.kind), ReplyMode.NOTICE)
             await stream.finish(reply)
             return record, reply, None
         record.text = "".join(pieces).strip()
@@ -392,3 +394,15 @@ class Engine:
             await self._store.add_answer(conversation.id, user_turn, record)
         except StorageUnavailable as exc:  # the user has the answer; only our record is lost
             log.error("engine.answer_not_recorded", reason=exc.reason)
+
+
+def knowledge_reply(passages: Sequence[Hit], *, ref: str, intro: str,
+                    handoff: bool = False) -> Reply:
+    """The best passages quoted with their sources: the answer when no model can write one."""
+    shown = passages[:3]
+    parts = [intro]
+    for number, hit in enumerate(shown, start=1):
+        parts.append(f"**[{number}] {label(hit)}**\n{quote(hit.chunk.text)}")
+    return Reply("\n\n".join(parts), ReplyMode.RETRIEVAL_ONLY,
+                 tuple(citation(n, hit) for n, hit in enumerate(shown, start=1)), ref=ref,
+                 handoff=handoff)

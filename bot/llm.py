@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, cast
 
@@ -77,27 +78,74 @@ class ToolCall:
 StreamEvent = TextDelta | ToolCall | StreamEnd
 
 
+class Breaker:
+    """A circuit breaker per model: after `threshold` failures in a row the model is skipped
+    for `cooldown` seconds (answers go straight to the next one instead of waiting out its
+    timeouts), then tried again with one request."""
+
+    def __init__(self, *, threshold: int = 3, cooldown: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._threshold = threshold
+        self._cooldown = cooldown
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+
+    @property
+    def open(self) -> bool:
+        return self._opened_at is not None and \
+            self._clock() - self._opened_at < self._cooldown
+
+    def success(self) -> None:
+        self._failures, self._opened_at = 0, None
+
+    def failure(self) -> None:
+        self._failures += 1
+        if self._failures >= self._threshold:
+            self._opened_at = self._clock()
+
+
+@dataclass(slots=True)
+class Target:
+    """One model of the fallback chain: a model name at an OpenAI-compatible endpoint."""
+
+    client: AsyncOpenAI
+    model: str
+    breaker: Breaker = field(default_factory=Breaker)
+
+
 class ChatModel:
     def __init__(self, client: AsyncOpenAI, *, model: str, transcribe_model: str,
-                 behaviour: Behaviour) -> None:
+                 behaviour: Behaviour, fallbacks: Sequence[Target] = ()) -> None:
         self._client = client
         self.model = model
         self.transcribe_model = transcribe_model
         self._behaviour = behaviour
+        self.targets = [Target(client, model), *fallbacks]
 
     @classmethod
     def from_settings(cls, settings: Settings, behaviour: Behaviour) -> ChatModel | None:
-        """None when no key is configured: the engine then runs without a model."""
+        """None when no key is configured: the engine then runs without a model. Fallbacks:
+        `BOTHUB_FALLBACK_MODELS` (same provider), then the YAML's `fallbacks` (any
+        OpenAI-compatible endpoint: Azure OpenAI, a local server)."""
         if settings.openai_api_key is None:
             return None
+        timeout = behaviour.limits.model_timeout_seconds
         client = AsyncOpenAI(api_key=settings.openai_api_key.get_secret_value(),
                              base_url=settings.openai_base_url or None,
-                             timeout=behaviour.limits.model_timeout_seconds, max_retries=2)
+                             timeout=timeout, max_retries=2)
+        fallbacks = [Target(client, name.strip())
+                     for name in settings.fallback_models.split(",") if name.strip()]
+        for other in behaviour.fallbacks:
+            key = os.environ.get(other.api_key_env, "") if other.api_key_env else ""
+            fallbacks.append(Target(AsyncOpenAI(api_key=key or "unused", base_url=other.base_url,
+                                                timeout=timeout, max_retries=1), other.model))
         return cls(client, model=settings.chat_model, transcribe_model=settings.transcribe_model,
-                   behaviour=behaviour)
+                   behaviour=behaviour, fallbacks=fallbacks)
 
     async def close(self) -> None:
-        await self._client.close()
+        for client in {id(t.client): t.client for t in self.targets}.values():
+            await client.close()
 
     def cost(self, model: str, tokens_in: int, tokens_out: int) -> Decimal:
         price = self._behaviour.price(model)
@@ -119,15 +167,42 @@ class ChatModel:
                      temperature: float, tools: Sequence[dict[str, Any]] = ()
                      ) -> AsyncIterator[StreamEvent]:
         """Yield the answer's text as it arrives, the tool calls once complete, then one
-        `StreamEnd` with usage and timings."""
+        `StreamEnd` with usage and timings. A model that fails before its first token is
+        replaced by the next of the chain; one that fails mid-answer ends the answer (the
+        user has seen part of it: another model would start over)."""
+        failure: ModelError | None = None
+        for target in self.targets:
+            if target.breaker.open:
+                continue
+            started = False
+            try:
+                async for event in self._stream_one(target, messages, max_tokens=max_tokens,
+                                                    temperature=temperature, tools=tools):
+                    started = started or isinstance(event, TextDelta)
+                    yield event
+            except ModelError as exc:
+                target.breaker.failure()
+                if started:
+                    raise
+                failure = exc
+                log.warning("llm.falling_back", failed=target.model, kind=exc.kind.value)
+                continue
+            target.breaker.success()
+            return
+        raise failure or ModelError(FailureKind.UNAVAILABLE,
+                                    "every model is paused after repeated failures")
+
+    async def _stream_one(self, target: Target, messages: Sequence[dict[str, Any]], *,
+                          max_tokens: int, temperature: float,
+                          tools: Sequence[dict[str, Any]]) -> AsyncIterator[StreamEvent]:
         started = time.monotonic()
         first_token: float | None = None
         usage: Any = None
         calls: dict[int, list[str]] = {}  # index -> [name, arguments so far]
         options: dict[str, Any] = {"tools": list(tools), "tool_choice": "auto"} if tools else {}
         try:
-            response = await self._client.chat.completions.create(
-                model=self.model, messages=_as_params(messages),
+            response = await target.client.chat.completions.create(
+                model=target.model, messages=_as_params(messages),
                 max_completion_tokens=max_tokens, temperature=temperature, stream=True,
                 stream_options={"include_usage": True}, **options)
             async with response:
@@ -145,30 +220,41 @@ class ChatModel:
                         if text:
                             if first_token is None:
                                 first_token = time.monotonic() - started
-                                metrics.LLM_FIRST_TOKEN.labels(self.model).observe(first_token)
+                                metrics.LLM_FIRST_TOKEN.labels(target.model).observe(first_token)
                             yield TextDelta(text)
         except Exception as exc:
-            raise self._failure(exc, "chat") from exc
+            raise self._failure(exc, "chat", target.model) from exc
         for name, arguments in calls.values():
             yield ToolCall(name, _json_object(arguments))
         seconds = time.monotonic() - started
-        metrics.LLM_LATENCY.labels(self.model, "chat").observe(seconds)
-        yield StreamEnd(usage=self._usage(self.model, usage), first_token_seconds=first_token,
+        metrics.LLM_LATENCY.labels(target.model, "chat").observe(seconds)
+        yield StreamEnd(usage=self._usage(target.model, usage), first_token_seconds=first_token,
                         seconds=seconds)
 
     async def complete(self, messages: Sequence[dict[str, Any]], *,
                        max_tokens: int) -> tuple[str, Usage]:
-        """One whole answer, for work the user does not watch (summaries)."""
-        started = time.monotonic()
-        try:
-            completion = await self._client.chat.completions.create(
-                model=self.model, messages=_as_params(messages),
-                max_completion_tokens=max_tokens, temperature=0)
-        except Exception as exc:
-            raise self._failure(exc, "complete") from exc
-        metrics.LLM_LATENCY.labels(self.model, "complete").observe(time.monotonic() - started)
-        text = completion.choices[0].message.content or "" if completion.choices else ""
-        return text.strip(), self._usage(self.model, completion.usage)
+        """One whole answer, for work the user does not watch (summaries); the fallback chain
+        applies as for answers."""
+        failure: ModelError | None = None
+        for target in self.targets:
+            if target.breaker.open:
+                continue
+            started = time.monotonic()
+            try:
+                completion = await target.client.chat.completions.create(
+                    model=target.model, messages=_as_params(messages),
+                    max_completion_tokens=max_tokens, temperature=0)
+            except Exception as exc:
+                target.breaker.failure()
+                failure = self._failure(exc, "complete", target.model)
+                continue
+            target.breaker.success()
+            metrics.LLM_LATENCY.labels(target.model, "complete").observe(
+                time.monotonic() - started)
+            text = completion.choices[0].message.content or "" if completion.choices else ""
+            return text.strip(), self._usage(target.model, completion.usage)
+        raise failure or ModelError(FailureKind.UNAVAILABLE,
+                                    "every model is paused after repeated failures")
 
     async def transcribe(self, filename: str, data: bytes, content_type: str) -> str:
         started = time.monotonic()
@@ -176,16 +262,16 @@ class ChatModel:
             result = await self._client.audio.transcriptions.create(
                 model=self.transcribe_model, file=(filename, data, content_type))
         except Exception as exc:
-            raise self._failure(exc, "transcribe") from exc
+            raise self._failure(exc, "transcribe", self.transcribe_model) from exc
         metrics.LLM_LATENCY.labels(self.transcribe_model, "transcribe").observe(
             time.monotonic() - started)
         return (getattr(result, "text", None) or str(result)).strip()
 
-    def _failure(self, exc: Exception, what: str) -> ModelError:
+    def _failure(self, exc: Exception, what: str, model: str) -> ModelError:
         kind = classify(exc)
         detail = f"{type(exc).__name__}: {str(exc)[:300]}"
-        metrics.LLM_ERRORS.labels(self.model, kind.value).inc()
-        log.warning("llm.failed", call=what, model=self.model, kind=kind.value, detail=detail)
+        metrics.LLM_ERRORS.labels(model, kind.value).inc()
+        log.warning("llm.failed", call=what, model=model, kind=kind.value, detail=detail)
         return ModelError(kind, detail)
 
 

@@ -23,6 +23,8 @@ NOTHING_FOUND_NO_MODEL = ("I couldn't find anything about that in our documentat
                           "rephrase the question, or ask a member of the team?")
 WITHHELD = "I drafted an answer but I'm not allowed to share it here."
 HANDING_OVER = "Let me bring in a person from our support team for this one."
+MODEL_DOWN_KNOWLEDGE = ("The assistant can't write an answer right now, but this is what our "
+                        "documentation says:")
 CUT_OFF = "_(My answer was interrupted. Please ask again if you need the rest.)_"
 AUDIO_UNREADABLE = "I couldn't understand the voice message. Could you type your question instead?"
 
