@@ -84,8 +84,16 @@ def main() -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
+        # One conversation of 200 quick turns is a flood to the rate limits: lift them, this
+        # measures the answer path.
+        config = Path(data) / "bench.yaml"
+        config.write_text("limits:\n  rate:\n    user: {per_minute: 100000, burst: 100000}\n"
+                          "    channel: {per_minute: 100000, burst: 100000}\n"
+                          "    workspace: {per_minute: 100000, burst: 100000}\n",
+                          encoding="utf-8")
         env = {**os.environ, "BOTHUB_DATA_DIR": data, "OPENAI_API_KEY": fake.api_key,
-               "OPENAI_BASE_URL": fake.base_url, "BOTHUB_LOG_LEVEL": "WARNING"}
+               "OPENAI_BASE_URL": fake.base_url, "BOTHUB_LOG_LEVEL": "WARNING",
+               "BOTHUB_CONFIG": str(config)}
         server = subprocess.Popen([bothub, "serve", "--port", str(port)], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"

@@ -18,6 +18,7 @@ from bot.kb.catalog import SyncInProgress
 from bot.kb.knowledge import KnowledgeBase
 from bot.kb.schedule import KbScheduler
 from bot.llm import ChatModel
+from bot.ratelimit import Rate, RateLimiter
 from bot.store import migrate
 from bot.store.conversations import ConversationStore
 from bot.store.database import create_engine
@@ -63,7 +64,8 @@ class Hub:
         return cls(settings=settings, behaviour=behaviour, database=database, store=store,
                    model=model, knowledge=knowledge,
                    engine=Engine(store, behaviour, model, knowledge,
-                                 desk=_desk(settings, behaviour, database, store, knowledge)))
+                                 desk=_desk(settings, behaviour, database, store, knowledge),
+                                 limiter=_limiter(settings, behaviour)))
 
     async def start_services(self) -> None:
         """What `bothub serve` runs beside the HTTP server: the nightly sync, and a sync at
@@ -97,6 +99,8 @@ class Hub:
                 await task
         if self.model is not None:
             await self.model.close()
+        if self.engine.limiter is not None:
+            await self.engine.limiter.close()
         await self.database.dispose()
 
 
@@ -109,3 +113,12 @@ def _desk(settings: Settings, behaviour: Behaviour, database: AsyncEngine,
         "teams": settings.teams_escalation_conversation})
     desk.saver = Saver(knowledge, conversations, escalations)
     return desk
+
+
+def _limiter(settings: Settings, behaviour: Behaviour) -> RateLimiter:
+    rate = behaviour.limits.rate
+    return RateLimiter(user=Rate(rate.user.per_minute, rate.user.burst),
+                       channel=Rate(rate.channel.per_minute, rate.channel.burst),
+                       workspace=Rate(rate.workspace.per_minute, rate.workspace.burst),
+                       max_concurrent_model_calls=rate.max_concurrent_model_calls,
+                       redis_url=settings.redis_url)

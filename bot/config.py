@@ -107,8 +107,29 @@ class AnswerPolicy(BaseModel):
     temperature: float = Field(default=0.2, ge=0, le=2)
 
 
+class RateConfig(BaseModel):
+    """A token bucket: `burst` messages at once, refilled at `per_minute`."""
+
+    model_config = ConfigDict(extra="forbid")
+    per_minute: float = Field(gt=0, le=100_000)
+    burst: int = Field(ge=1, le=100_000)
+
+
+class RateLimits(BaseModel):
+    """How fast people may ask, counted per user, per channel and per workspace (shared by
+    every worker through Redis when REDIS_URL is set), and how many model calls may run at
+    once across all workers."""
+
+    model_config = ConfigDict(extra="forbid")
+    user: RateConfig = RateConfig(per_minute=10, burst=5)
+    channel: RateConfig = RateConfig(per_minute=120, burst=60)
+    workspace: RateConfig = RateConfig(per_minute=1200, burst=300)
+    max_concurrent_model_calls: int = Field(default=64, ge=1, le=10_000)
+
+
 class Limits(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    rate: RateLimits = RateLimits()
     max_input_chars: int = Field(default=8000, ge=100, le=200_000)
     history_token_budget: int = Field(default=4000, ge=200, le=100_000)
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)

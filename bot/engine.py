@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -18,7 +19,7 @@ from typing import Protocol
 import structlog
 
 from adapters.base import ReplyChannel, ReplyStream
-from bot import attachments, guardrails, metrics, replies
+from bot import attachments, guardrails, metrics, redaction, replies
 from bot.citations import citation, cited, label, quote
 from bot.config import Behaviour, ChannelPolicy
 from bot.escalation.desk import HANDOFF_TOOL, EscalationDesk
@@ -29,6 +30,7 @@ from bot.llm import ChatModel, ModelError, StreamEnd, TextDelta, ToolCall
 from bot.memory import ConversationMemory
 from bot.model import Author, ConversationKey, Message, Reply, ReplyMode
 from bot.prompt import build_messages
+from bot.ratelimit import RateLimiter
 from bot.store.conversations import AnswerRecord, ConversationState, ConversationStore
 from bot.store.repository import StorageUnavailable
 
@@ -43,6 +45,7 @@ class Outcome(enum.StrEnum):
     RETRIEVAL_ONLY = "retrieval_only"  # no model: answered with passages from the knowledge base
     MODEL_FAILED = "model_failed"
     STORAGE_FAILED = "storage_failed"
+    RATE_LIMITED = "rate_limited"  # stored, not answered: the user is told when to retry
     ESCALATED = "escalated"  # handed to people before any answer (asked for, or a policy topic)
     HANDED_OFF = "handed_off"  # a person has the conversation: recorded, not answered
 
@@ -64,12 +67,14 @@ class Retriever(Protocol):
 class Engine:
     def __init__(self, store: ConversationStore, behaviour: Behaviour,
                  model: ChatModel | None, knowledge: Retriever | None = None,
-                 desk: EscalationDesk | None = None) -> None:
+                 desk: EscalationDesk | None = None,
+                 limiter: RateLimiter | None = None) -> None:
         self._store = store
         self._behaviour = behaviour
         self._model = model
         self._knowledge = knowledge
         self.desk = desk
+        self.limiter = limiter
         self._memory = ConversationMemory(
             store, self._summarize if model else None,
             budget=behaviour.limits.history_token_budget)
@@ -157,6 +162,12 @@ class Engine:
             reply = Reply(check.refusal, ReplyMode.NOTICE)
             await channel.post(reply)
             return Result(Outcome.REFUSED, reply=reply)
+        if check.redacted:
+            log.info("engine.secrets_redacted", kinds=list(check.redacted))
+            metrics.REDACTED.labels("input").inc(len(check.redacted))
+        if redaction.looks_like_injection(check.text):
+            log.info("engine.injection_attempt")  # answered as data, never as instructions
+            metrics.INJECTION_ATTEMPTS.inc()
 
         # 2-3. accept: persist (de-duplicated) into the conversation
         try:
@@ -173,11 +184,17 @@ class Engine:
         if user_turn is None:
             log.info("engine.duplicate", dedupe_id=message.dedupe_id)
             return Result(Outcome.DUPLICATE, conversation.id)
+        if check.notice:
+            await channel.post(Reply(check.notice, ReplyMode.NOTICE))
         if self.desk is not None:
             handed = await self._hand_off(message, check.text, conversation, user_turn, channel,
                                           log)
             if handed is not None:
                 return handed
+        if self.limiter is not None:
+            limited = await self._limited(message, conversation, channel, log)
+            if limited is not None:
+                return limited
 
         if self._model is None:
             return await self._answer_without_model(message, check.text, conversation,
@@ -217,6 +234,26 @@ class Engine:
         await self._record(conversation, user_turn, AnswerRecord(
             text=reply.text, mode="escalation", status="notice"), log)
         return Result(Outcome.ESCALATED, conversation.id, reply)
+
+    async def _limited(self, message: Message, conversation: ConversationState,
+                       channel: ReplyChannel,
+                       log: structlog.typing.FilteringBoundLogger) -> Result | None:
+        """Too many questions too fast: the question is kept (it is stored already) and the
+        user is told when to try again, once per wait, never on every message."""
+        assert self.limiter is not None
+        key = message.key
+        decision = await self.limiter.check(platform=key.platform, workspace=key.workspace,
+                                            channel=key.channel, user=message.author.id)
+        if decision.allowed:
+            return None
+        metrics.RATE_LIMITED.labels(key.platform, decision.scope).inc()
+        log.info("engine.rate_limited", scope=decision.scope,
+                 retry_after=round(decision.retry_after, 1), told=decision.notify)
+        reply = Reply(replies.rate_limited(decision.scope, decision.retry_after),
+                      ReplyMode.NOTICE)
+        if decision.notify:
+            await channel.post(reply)
+        return Result(Outcome.RATE_LIMITED, conversation.id, reply if decision.notify else None)
 
     async def _escalate_after(self, message: Message, conversation: ConversationState,
                               reason: str, detail: str, channel: ReplyChannel,
@@ -278,6 +315,7 @@ class Engine:
         prepared = await attachments.prepare(text, message.attachments, self._model,
                                              self._behaviour.limits)
         if prepared.records and prepared.text != text:
+            prepared.text = redaction.redact_secrets(prepared.text).text  # spoken secrets too
             await self._store.update_user_text(user_turn, prepared.text, prepared.records)
         if prepared.empty:
             reply = Reply("\n".join(prepared.notes) or replies.EMPTY, ReplyMode.NOTICE)
@@ -323,24 +361,24 @@ class Engine:
         handoff: tuple[str, str] | None = None
         record = AnswerRecord(text="", mode=ReplyMode.MODEL.value, model=self._model.model)
         try:
-            async for event in self._model.stream(prompt,
-                                                  max_tokens=policy.answer.max_output_tokens,
-                                                  temperature=policy.answer.temperature,
-                                                  tools=tools):
-                if isinstance(event, TextDelta):
-                    pieces.append(event.text)
-                    await stream.append(event.text)
-                elif isinstance(event, ToolCall):
-                    if event.name == HANDOFF_TOOL["function"]["name"]:  # type: ignore[index]
-                        handoff = ("model_uncertain",
-                                   str(event.arguments.get("reason", ""))[:500])
-                elif isinstance(event, StreamEnd):
-                    record.model = event.usage.model  # a fallback may have answered
-                    record.tokens_in = event.usage.tokens_in
-                    record.tokens_out = event.usage.tokens_out
-                    record.cost_usd = event.usage.cost_usd
-                    if event.first_token_seconds is not None:
-                        record.first_token_ms = int(event.first_token_seconds * 1000)
+            async with self._model_slot():
+                async for event in self._model.stream(
+                        prompt, max_tokens=policy.answer.max_output_tokens,
+                        temperature=policy.answer.temperature, tools=tools):
+                    if isinstance(event, TextDelta):
+                        pieces.append(event.text)
+                        await stream.append(event.text)
+                    elif isinstance(event, ToolCall):
+                        if event.name == HANDOFF_TOOL["function"]["name"]:  # type: ignore[index]
+                            handoff = ("model_uncertain",
+                                       str(event.arguments.get("reason", ""))[:500])
+                    elif isinstance(event, StreamEnd):
+                        record.model = event.usage.model  # a fallback may have answered
+                        record.tokens_in = event.usage.tokens_in
+                        record.tokens_out = event.usage.tokens_out
+                        record.cost_usd = event.usage.cost_usd
+                        if event.first_token_seconds is not None:
+                            record.first_token_ms = int(event.first_token_seconds * 1000)
         except ModelError as exc:
             record.status, record.error = "failed", exc.detail
             partial = "".join(pieces).strip()
@@ -355,8 +393,13 @@ class Engine:
                 reply = Reply(replies.model_failed(exc.kind), ReplyMode.NOTICE)
             await stream.finish(reply)
             return record, reply, None
-        record.text = "".join(pieces).strip()
+        cleaned = redaction.redact_output("".join(pieces).strip())
+        if cleaned.changed:
+            metrics.REDACTED.labels("output").inc(len(cleaned.findings))
+        record.text = cleaned.text
         blocked = self.desk.withheld(record.text, key) if self.desk and key else None
+        if blocked is None and redaction.leaks_prompt(record.text, str(prompt[0]["content"])):
+            blocked = "the system prompt"
         if blocked is not None:
             record.status, record.error = "withheld", f"blocked output pattern: {blocked}"[:200]
             reply = Reply(replies.WITHHELD, ReplyMode.NOTICE)
@@ -381,11 +424,16 @@ class Engine:
                                      answer_words=policy.answer.max_words,
                                      today=datetime.now(UTC).date())
 
+    def _model_slot(self) -> AbstractAsyncContextManager[None]:
+        """One of the model calls all workers may run at once (no cap without a limiter)."""
+        return self.limiter.model_slot() if self.limiter is not None else nullcontext()
+
     async def _summarize(self, instructions: str, material: str, max_tokens: int) -> str:
         assert self._model is not None
-        text, _usage = await self._model.complete(
-            [{"role": "system", "content": instructions}, {"role": "user", "content": material}],
-            max_tokens=max_tokens)
+        async with self._model_slot():
+            text, _usage = await self._model.complete(
+                [{"role": "system", "content": instructions},
+                 {"role": "user", "content": material}], max_tokens=max_tokens)
         return text
 
     async def _record(self, conversation: ConversationState, user_turn: int,

@@ -1,19 +1,22 @@
-"""Checks on what users send before anything is stored or shown to a model."""
+"""Checks on what users send before anything is stored or shown to a model: refusals
+(empty, binary, too long) and secrets, which are redacted before the message is stored."""
 
 from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
 
-from bot import replies
+from bot import redaction, replies
 
 _KEEP = {"\n", "\t"}
 
 
 @dataclass(frozen=True, slots=True)
 class InputCheck:
-    text: str  # cleaned: control characters removed, whitespace trimmed
+    text: str  # cleaned and with secrets redacted: what is stored and shown to a model
     refusal: str | None = None  # a polite reply instead of an answer
+    notice: str | None = None  # told to the user before the answer (what was redacted, why)
+    redacted: tuple[str, ...] = ()  # the kinds of secret removed, for logs and metrics
 
 
 def clean(text: str) -> str:
@@ -40,4 +43,8 @@ def check_input(raw: str, *, has_attachments: bool, max_chars: int) -> InputChec
         return InputCheck(text="", refusal=replies.EMPTY)
     if len(text) > max_chars:
         return InputCheck(text=text, refusal=replies.too_long(max_chars, len(text)))
-    return InputCheck(text=text)
+    found = redaction.redact_secrets(text)
+    if not found.changed:
+        return InputCheck(text=text)
+    return InputCheck(text=found.text, notice=redaction.user_notice(found.findings),
+                      redacted=tuple(f.kind for f in found.findings))

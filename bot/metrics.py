@@ -30,3 +30,8 @@ ESCALATIONS_BY_STATE = Gauge("bothub_escalations_in_state",
 TIME_TO_CLAIM = Histogram("bothub_escalation_time_to_claim_seconds",
                           "From an escalation's opening to its claim",
                           buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 86400))
+RATE_LIMITED = Counter("bothub_rate_limited_total", "Questions not answered: too many too fast",
+                       ["platform", "scope"])
+REDACTED = Counter("bothub_redacted_total", "Secrets and personal data removed", ["direction"])
+INJECTION_ATTEMPTS = Counter("bothub_injection_attempts_total",
+                             "Messages that look like prompt injection (answered as data)")

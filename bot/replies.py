@@ -34,6 +34,15 @@ def too_long(limit: int, length: int) -> str:
             "Could you shorten it, or attach the long part as a file?")
 
 
+def rate_limited(scope: str, retry_after: float) -> str:
+    seconds = max(1, round(retry_after))
+    when = f"{seconds} seconds" if seconds < 90 else f"{round(seconds / 60)} minutes"
+    who = {"user": "you've sent a lot of questions", "channel": "this channel is very busy",
+           "workspace": "your team is asking a lot at once"}.get(scope, "I'm very busy")
+    return (f"Sorry, {who} in a short time, so I'm taking a breather. Please ask again in "
+            f"about {when}; your message is saved.")
+
+
 def skipped_attachments(names: list[str], reason: str) -> str:
     return f"_(I couldn't use {', '.join(names)}: {reason}.)_"
 

@@ -154,6 +154,8 @@ def create_app(hub: Hub, *, services: bool = True,
         components["model"] = ({"state": "configured", "model": hub.engine.model_name}
                                if hub.model else {"state": "not_configured"})
         components["knowledge"] = await _knowledge_health(hub)
+        if hub.engine.limiter is not None:
+            components["limits"] = await hub.engine.limiter.health()
         healthy = components["database"]["state"] == "ok"
         # 200 either way (the contract): the body says which part is down.
         return JSONResponse({"status": "ok" if healthy else "degraded",

@@ -145,7 +145,8 @@ class RequestCountingChannel(RecordingChannel):
 
 async def test_history_over_budget_is_folded_into_a_stored_summary(
         tmp_path: Path, fake_openai: FakeOpenAI, database_url: str) -> None:
-    config = write_config(tmp_path, "limits:\n  history_token_budget: 300\n")
+    config = write_config(tmp_path, "limits:\n  history_token_budget: 300\n"
+                                    "  rate: {user: {per_minute: 600, burst: 100}}\n")
     hub = await Hub.create(make_settings(tmp_path, fake_openai, config_file=config,
                                          database_url=database_url))
     try:

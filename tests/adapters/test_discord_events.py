@@ -163,7 +163,7 @@ def test_fifty_questions_in_fifty_threads(server: LiveServer, fake_discord: Fake
     with ThreadPoolExecutor(10) as pool:
         questions = list(pool.map(
             lambda n: fake_discord.dispatch_message(
-                f"question {n}", mentions_bot=True,
+                f"question {n}", mentions_bot=True, author_id=str(2000 + n),
                 channel_id=fake_discord.general_channel_id), range(50)))
     for number, question in enumerate(questions):
         final_answer(fake_discord, question["id"], f"You said: question {number}", timeout=30)

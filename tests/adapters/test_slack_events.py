@@ -252,7 +252,8 @@ def test_a_rate_limited_update_is_retried_after_retry_after(
 def test_fifty_concurrent_threads_are_each_answered_in_their_own_thread(
         server: LiveServer, fake_slack: FakeSlack, fake_openai: FakeOpenAI) -> None:
     events = [fake_slack.message_event(f"question number {n}", mention=True,
-                                       channel=f"C0CHAN{n % 5}") for n in range(50)]
+                                       channel=f"C0CHAN{n % 5}", user=f"U0USER{n:02d}")
+              for n in range(50)]
     with ThreadPoolExecutor(10) as pool:
         statuses = list(pool.map(
             lambda e: send(server, fake_slack, fake_slack.event_envelope(e)).status_code,
