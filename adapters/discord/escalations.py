@@ -23,7 +23,7 @@ import structlog
 from adapters.base import DestinationUnavailable
 from adapters.discord import render
 from adapters.discord.channel import NO_PINGS
-from bot.escalation.desk import describe
+from bot.escalation import view
 from bot.escalation.store import State, Ticket
 from bot.model import ConversationKey, Reply
 
@@ -68,39 +68,27 @@ def pings(mention: str) -> discord.AllowedMentions:
         replied_user=False)
 
 
-def state_line(ticket: Ticket) -> str:
-    return {State.OPEN: "🟠 Waiting for an agent",
-            State.CLAIMED: f"🟢 Claimed by {ticket.claimed_by_name or ticket.claimed_by or ''}",
-            State.RESOLVED: "✅ Resolved"}[ticket.state]
-
-
 def ticket_view(ticket: Ticket) -> discord.ui.View | None:
     """The buttons that apply in the escalation's state; handled statelessly by the adapter's
     `on_interaction` (the view is stopped at once, so discord.py keeps no copy of it)."""
-    if ticket.state is State.OPEN:
-        buttons = [("claim", "Claim", discord.ButtonStyle.success),
-                   ("resolve", "Resolve", discord.ButtonStyle.secondary),
-                   ("resolve_save", "Resolve & save to KB", discord.ButtonStyle.secondary)]
-    elif ticket.state is State.CLAIMED:
-        buttons = [("resolve", "Resolve", discord.ButtonStyle.success),
-                   ("resolve_save", "Resolve & save to KB", discord.ButtonStyle.secondary),
-                   ("release", "Release", discord.ButtonStyle.secondary)]
-    else:
+    actions = view.actions(ticket)
+    if not actions:
         return None
-    view = discord.ui.View(timeout=None)
-    for verb, label, style in buttons:
-        view.add_item(discord.ui.Button(label=label, style=style,
-                                        custom_id=custom_id(verb, ticket)))
-    view.stop()
-    return view
+    buttons = discord.ui.View(timeout=None)
+    for action in actions:
+        style = discord.ButtonStyle.success if action.primary else discord.ButtonStyle.secondary
+        buttons.add_item(discord.ui.Button(label=action.label, style=style,
+                                           custom_id=custom_id(action.verb, ticket)))
+    buttons.stop()
+    return buttons
 
 
 def ticket_message(ticket: Ticket, *, link: str, mention: str = ""
                    ) -> tuple[str, discord.Embed]:
     """(content, embed) of an escalation's post. The content is what notifications show (and
     the only part whose mention can ping); the embed carries the details."""
-    headline = f"Escalation #{ticket.id}: {describe(ticket.reason)}"
-    content = f"{mention} **{headline}** · {state_line(ticket)}".strip()
+    headline = view.headline(ticket)
+    content = f"{mention} **{headline}** · {view.state_line(ticket)}".strip()
     embed = discord.Embed(title=headline[:256], url=link or None,
                           colour=COLOURS[ticket.state])
     if ticket.summary:
@@ -113,7 +101,7 @@ def ticket_message(ticket: Ticket, *, link: str, mention: str = ""
     embed.add_field(name="User", value=user[:1024] or "-", inline=True)
     embed.add_field(name="From", value=f"[{where} conversation]({link})" if link else where,
                     inline=True)
-    embed.add_field(name="State", value=state_line(ticket)[:1024], inline=True)
+    embed.add_field(name="State", value=view.state_line(ticket)[:1024], inline=True)
     embed.set_footer(text=(
         "Reply in this thread or mention me: claim, resolve, resolve save, release. "
         f"From anywhere in this channel: claim {ticket.id}."))
@@ -121,7 +109,7 @@ def ticket_message(ticket: Ticket, *, link: str, mention: str = ""
 
 
 def thread_name(ticket: Ticket) -> str:
-    name = f"Escalation #{ticket.id}: {describe(ticket.reason)}"
+    name = view.headline(ticket)
     return name if len(name) <= THREAD_NAME_LIMIT else name[: THREAD_NAME_LIMIT - 1] + "…"
 
 

@@ -18,15 +18,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.base import DestinationUnavailable
 from adapters.slack import render
-from bot.escalation.desk import describe
-from bot.escalation.store import State, Ticket
+from bot.escalation import view
+from bot.escalation.store import Ticket
 from bot.model import ConversationKey, Reply
 
 log = structlog.get_logger(__name__)
 
 ACTION_PREFIX = "bothub_escalation_"
-CLAIM, RELEASE, RESOLVE, RESOLVE_SAVE = (ACTION_PREFIX + a for a in
-                                         ("claim", "release", "resolve", "resolve_save"))
 MEMBERS_TTL = 60.0
 GONE = {"message_not_found", "channel_not_found", "is_archived", "cant_update_message"}
 
@@ -45,13 +43,11 @@ def _button(action_id: str, text: str, ticket: Ticket, style: str | None = None
 def ticket_message(ticket: Ticket, *, link: str, mention: str = ""
                    ) -> tuple[str, list[dict[str, Any]]]:
     """(fallback text, blocks) of an escalation's post; the buttons follow its state."""
-    state = {State.OPEN: "🟠 Waiting for an agent",
-             State.CLAIMED: f"🟢 Claimed by {render.escape(ticket.claimed_by_name or '')}",
-             State.RESOLVED: "✅ Resolved"}[ticket.state]
+    state = render.escape(view.state_line(ticket))
     where = ticket.origin.platform.capitalize()
     if link:
         where = f"<{link}|{where} conversation>"
-    headline = f"Escalation #{ticket.id}: {describe(ticket.reason)}"
+    headline = view.headline(ticket)
     user = render.escape(ticket.user_name or ticket.user_id)
     fields = [{"type": "mrkdwn", "text": f"*User:*\n{user}"},
               {"type": "mrkdwn", "text": f"*From:*\n{where}"},
@@ -63,15 +59,8 @@ def ticket_message(ticket: Ticket, *, link: str, mention: str = ""
     if ticket.summary:
         quoted = "\n".join("> " + render.escape(line) for line in ticket.summary.splitlines())
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": quoted[:2900]}})
-    if ticket.state is State.OPEN:
-        actions = [_button(CLAIM, "Claim", ticket, "primary"), _button(RESOLVE, "Resolve", ticket),
-                   _button(RESOLVE_SAVE, "Resolve & save to KB", ticket)]
-    elif ticket.state is State.CLAIMED:
-        actions = [_button(RESOLVE, "Resolve", ticket, "primary"),
-                   _button(RESOLVE_SAVE, "Resolve & save to KB", ticket),
-                   _button(RELEASE, "Release", ticket)]
-    else:
-        actions = []
+    actions = [_button(ACTION_PREFIX + a.verb, a.label, ticket, "primary" if a.primary else None)
+               for a in view.actions(ticket)]
     if actions:
         blocks.append({"type": "actions", "block_id": f"bothub_escalation_{ticket.id}",
                        "elements": actions})

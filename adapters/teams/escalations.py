@@ -26,8 +26,8 @@ from adapters.base import DestinationUnavailable
 from adapters.teams import render
 from adapters.teams.proactive import Proactive, chain_id
 from adapters.teams.wiring import ConnectorError
-from bot.escalation.desk import describe
-from bot.escalation.store import State, Ticket
+from bot.escalation import view
+from bot.escalation.store import Ticket
 from bot.model import ConversationKey, Reply
 
 log = structlog.get_logger(__name__)
@@ -86,17 +86,11 @@ def _summary(summary: str) -> dict[str, Any]:
     return {"type": "Container", "style": "emphasis", "items": lines, "spacing": "Medium"}
 
 
-def headline(ticket: Ticket) -> str:
-    return f"Escalation #{ticket.id}: {describe(ticket.reason)}"
-
-
 def ticket_card(ticket: Ticket, *, link: str = "", mention: str = "",
                 notice: str = "") -> dict[str, Any]:
     """The Adaptive Card of an escalation; its actions follow the state. `notice`: a line for
     the agent who clicked (the card they get back in the invoke's answer)."""
-    state = {State.OPEN: "🟠 Waiting for an agent",
-             State.CLAIMED: f"🟢 Claimed by {ticket.claimed_by_name or ticket.claimed_by or ''}",
-             State.RESOLVED: "✅ Resolved"}[ticket.state]
+    state = view.state_line(ticket)
     body: list[dict[str, Any]] = []
     if notice:
         body.append(_text(notice, weight="Bolder", color="Accent"))
@@ -104,7 +98,7 @@ def ticket_card(ticket: Ticket, *, link: str = "", mention: str = "",
     if mention:
         text, mentioned = mentions(mention)
         body.append(_text(text))
-    body.append(_text(headline(ticket), size="Medium", weight="Bolder"))
+    body.append(_text(view.headline(ticket), size="Medium", weight="Bolder"))
     body.append({"type": "FactSet", "facts": [
         {"title": "User", "value": ticket.user_name or ticket.user_id or "?"},
         {"title": "From", "value": ticket.origin.platform.capitalize()},
@@ -113,16 +107,8 @@ def ticket_card(ticket: Ticket, *, link: str = "", mention: str = "",
         body.append(_summary(ticket.summary))
     body.append(_text(f"Mention me in this thread: claim, resolve, resolve save, release. "
                       f"Anywhere here: claim {ticket.id}.", size="Small", isSubtle=True))
-    if ticket.state is State.OPEN:
-        actions = [_action(CLAIM, "Claim", ticket, "positive"),
-                   _action(RESOLVE, "Resolve", ticket),
-                   _action(RESOLVE_SAVE, "Resolve & save to KB", ticket)]
-    elif ticket.state is State.CLAIMED:
-        actions = [_action(RESOLVE, "Resolve", ticket, "positive"),
-                   _action(RESOLVE_SAVE, "Resolve & save to KB", ticket),
-                   _action(RELEASE, "Release", ticket)]
-    else:
-        actions = []
+    actions = [_action(VERB_PREFIX + a.verb, a.label, ticket,
+                       "positive" if a.primary else "default") for a in view.actions(ticket)]
     if link:
         actions.append({"type": "Action.OpenUrl", "title": "Open the conversation",
                         "url": link})
@@ -137,7 +123,7 @@ def ticket_card(ticket: Ticket, *, link: str = "", mention: str = "",
 
 def ticket_activity(ticket: Ticket, *, link: str, mention: str = "") -> dict[str, Any]:
     """The message carrying the card; `summary` is what Teams shows in notifications."""
-    return {"type": "message", "summary": headline(ticket),
+    return {"type": "message", "summary": view.headline(ticket),
             "attachments": [{"contentType": render.ADAPTIVE_CARD,
                              "content": ticket_card(ticket, link=link, mention=mention)}]}
 
