@@ -186,7 +186,7 @@ class Engine:
             return Result(Outcome.DUPLICATE, conversation.id)
         if check.notice:
             await channel.post(Reply(check.notice, ReplyMode.NOTICE))
-        if self.desk is not None:
+        if self.desk is not None and self.desk.serves(message.platform):
             handed = await self._hand_off(message, check.text, conversation, user_turn, channel,
                                           log)
             if handed is not None:

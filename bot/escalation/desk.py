@@ -90,6 +90,11 @@ class EscalationDesk:
     def register(self, outlet: EscalationOutlet) -> None:
         self._outlets[outlet.name] = outlet
 
+    def serves(self, platform: str) -> bool:
+        """Can conversations on this platform be escalated at all (is it connected)? Those
+        that cannot have no escalation to look up."""
+        return platform in self._outlets
+
     def route(self, key: ConversationKey) -> tuple[str, str] | None:
         """(platform, channel) of the human channel for this conversation, when both ends are
         reachable: the user's platform can be written to and the destination is served."""
