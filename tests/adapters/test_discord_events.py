@@ -210,9 +210,10 @@ def test_an_image_reaches_the_model_and_other_files_are_named(
     question = fake_discord.dispatch_message("what is this?", mentions_bot=True,
                                              attachments=[image, archive],
                                              channel_id=fake_discord.general_channel_id)
+    # The answer grows by edits: wait for the finished one, which names the skipped file.
     answer = wait_for(lambda: next((m for m in bot_messages(fake_discord, question["id"])
-                                    if m["content"].startswith("You said")), None))
-    assert "logs.zip" in answer["content"]
+                                    if "logs.zip" in m["content"]), None))
+    assert answer["content"].startswith("You said: what is this?")
     content = fake_openai.chat_requests()[-1]["messages"][-1]["content"]
     assert content[1]["image_url"]["url"].startswith("data:image/png;base64,")
 
