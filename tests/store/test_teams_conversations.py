@@ -53,3 +53,17 @@ async def test_incomplete_or_oversized_references_are_not_kept(
     await conversations.remember(reference("x" * 500), kind="personal", tenant_id="")
     assert await conversations.find("a:2") is None
     assert await conversations.find("x" * 500) is None
+
+
+async def test_an_unchanged_reference_is_not_written_again(
+        conversations: TeamsConversations) -> None:
+    await conversations.remember(reference("a:3", activity_id="1"), kind="personal",
+                                 tenant_id="t1")
+    await conversations.remember(reference("a:3", activity_id="2"), kind="personal",
+                                 tenant_id="t1")
+    found = await conversations.find("a:3")
+    assert found is not None and found["activityId"] == "1"  # no second write
+    await conversations.remember(reference("a:3", "https://smba.trafficmanager.net/amer/"),
+                                 kind="personal", tenant_id="t1")
+    found = await conversations.find("a:3")
+    assert found is not None and found["serviceUrl"].endswith("/amer/")  # a change is written
