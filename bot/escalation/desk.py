@@ -160,6 +160,9 @@ class EscalationDesk:
         route = self.route(key)
         if route is None:
             return None
+        active = await self.store.active(conversation_id)
+        if active is not None:  # a second trigger joins the first (no summary to build)
+            return active
         summary = await self._summary(conversation_id)
         ticket, created = await self.store.open(
             conversation_id, key, reason=reason, detail=detail[:1000], summary=summary,
