@@ -23,7 +23,7 @@ from bot import attachments, guardrails, metrics, redaction, replies
 from bot.citations import citation, cited, label, quote
 from bot.config import Behaviour, ChannelPolicy
 from bot.escalation.desk import HANDOFF_TOOL, EscalationDesk
-from bot.escalation.store import Actor, State
+from bot.escalation.store import Actor, State, Ticket
 from bot.kb.documents import Hit
 from bot.kb.knowledge import Retrieval
 from bot.llm import ChatModel, ModelError, StreamEnd, TextDelta, ToolCall
@@ -110,14 +110,21 @@ class Engine:
             if ref.isdigit() and len(ref) <= 18 else None
         if found is None or self.desk is None:
             return "Sorry, I couldn't find that conversation."
-        conversation_id, key = found
+        if await self._escalate_and_tell(*found, user, reason="user_request",
+                                         detail="(the button)") is None:
+            return "There's no human support connected to this conversation yet."
+        return "Done: a person from our support team will join the conversation."
+
+    async def _escalate_and_tell(self, conversation_id: int, key: ConversationKey,
+                                 user: Author, *, reason: str, detail: str = "") -> Ticket | None:
+        """Escalate from outside an answer (a button): the conversation is told directly."""
+        assert self.desk is not None
         ticket = await self.desk.escalate(conversation_id, key,
                                           Actor(user.id, user.name, key.platform),
-                                          reason="user_request", detail="(the button)")
-        if ticket is None:
-            return "There's no human support connected to this conversation yet."
-        await self.desk.tell(ticket, self.desk.notice(ticket))
-        return "Done: a person from our support team will join the conversation."
+                                          reason=reason, detail=detail)
+        if ticket is not None:
+            await self.desk.tell(ticket, self.desk.notice(ticket))
+        return ticket
 
     async def _escalate_on_thumbs_down(self, user_turn: int, user_id: str) -> None:
         assert self.desk is not None
@@ -128,11 +135,8 @@ class Engine:
         needed = self.desk.triggers(key).thumbs_down
         if not needed or await self._store.unhelpful_votes(conversation_id) < needed:
             return
-        ticket = await self.desk.escalate(conversation_id, key,
-                                          Actor(user_id, platform=key.platform),
-                                          reason="thumbs_down")
-        if ticket is not None:
-            await self.desk.tell(ticket, self.desk.notice(ticket))
+        await self._escalate_and_tell(conversation_id, key, Author(user_id),
+                                      reason="thumbs_down")
 
     async def handle(self, message: Message, channel: ReplyChannel) -> Result:
         bound = log.bind(platform=message.platform, conversation=str(message.key),
