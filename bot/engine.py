@@ -337,6 +337,7 @@ class Engine:
             tools=tools, key=message.key)
         record.latency_ms = int((time.monotonic() - started) * 1000)
         await self._record(conversation, user_turn, record, log)
+        await stream.finish(reply)
         if self.desk is not None:
             reason = handoff
             if reason is None and retrieval is not None and not retrieval.found and \
@@ -359,7 +360,9 @@ class Engine:
                              tools: Sequence[dict[str, object]] = (),
                              key: ConversationKey | None = None
                              ) -> tuple[AnswerRecord, Reply, tuple[str, str] | None]:
-        """The answer, streamed; also (reason, detail) when it should go to people too."""
+        """The answer, streamed; also (reason, detail) when it should go to people too. The
+        caller finishes the stream once the answer is stored, so that its buttons (feedback,
+        a person) never point at an answer the database does not have yet."""
         assert self._model is not None
         pieces: list[str] = []
         handoff: tuple[str, str] | None = None
@@ -395,7 +398,6 @@ class Engine:
                 record.mode = ReplyMode.RETRIEVAL_ONLY.value
             else:
                 reply = Reply(replies.model_failed(exc.kind), ReplyMode.NOTICE)
-            await stream.finish(reply)
             return record, reply, None
         cleaned = redaction.redact_output("".join(pieces).strip())
         if cleaned.changed:
@@ -407,17 +409,14 @@ class Engine:
         if blocked is not None:
             record.status, record.error = "withheld", f"blocked output pattern: {blocked}"[:200]
             reply = Reply(replies.WITHHELD, ReplyMode.NOTICE)
-            await stream.finish(reply)
             return record, reply, ("guardrail", blocked)
         if not record.text and handoff is not None:
             reply = Reply(replies.HANDING_OVER, ReplyMode.NOTICE)
             record.text = reply.text
-            await stream.finish(reply)
             return record, reply, handoff
         shown = "\n\n".join([record.text, *notes]) if notes else record.text
         reply = Reply(shown, ReplyMode.MODEL, cited(record.text, passages), ref=ref,
                       handoff=self._offers_handoff(key))
-        await stream.finish(reply)
         return record, reply, handoff
 
     def _system_prompt(self, policy: ChannelPolicy, message: Message) -> str:
