@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Coroutine, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from bot.model import ConversationKey, Reply
 
 if TYPE_CHECKING:
     from bot.escalation.store import Ticket
+
+T = TypeVar("T")
 
 
 class DestinationUnavailable(Exception):
@@ -98,6 +100,14 @@ class InFlight:
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run `work` in the background, held (asyncio keeps only weak references to tasks)
+        and waited for by `drain`."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     @contextlib.contextmanager
     def track(self) -> Iterator[None]:

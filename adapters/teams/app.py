@@ -99,7 +99,6 @@ class TeamsAdapter:
         self._default_service_url = default_service_url
         self._update_interval = update_interval
         self._in_flight = InFlight()
-        self._running: set[asyncio.Task[Any]] = set()
         self._proactive = Proactive(connection, conversations, allows=service_urls.allows,
                                     default_service_url=default_service_url)
         self.outlet = TeamsOutlet(self._proactive)
@@ -167,9 +166,7 @@ class TeamsAdapter:
             if reply is None:
                 return Response(status_code=200)
             return JSONResponse(reply.body or {}, status_code=reply.status)
-        task = asyncio.create_task(self._run(identity, activity, data))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._in_flight.spawn(self._run(identity, activity, data))
         return Response(status_code=200)
 
     async def _run(self, identity: Any, activity: Any,
@@ -295,9 +292,8 @@ class TeamsAdapter:
 
         async def act() -> InvokeReply:
             try:
-                with self._in_flight.track():  # a shutdown waits for it
-                    answer = await desk.act(number, what, agent, save=save)
-                    ticket = await desk.store.get(number)
+                answer = await desk.act(number, what, agent, save=save)
+                ticket = await desk.store.get(number)
             except StorageUnavailable as exc:
                 log.error("teams.escalation_action_failed", reason=exc.reason)
                 return _card_reply(render.notice_card(QUEUE_DOWN))
@@ -306,9 +302,7 @@ class TeamsAdapter:
             return _card_reply(escalations.ticket_card(
                 ticket, link=await desk.link(ticket.origin), notice=answer))
 
-        task = asyncio.create_task(act())
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        task = self._in_flight.spawn(act())  # a shutdown waits for it
         try:
             return await asyncio.wait_for(asyncio.shield(task), INVOKE_SECONDS)
         except TimeoutError:
