@@ -102,6 +102,35 @@ class StoredMessage(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+
+class InboxEntry(Base):
+    """A question accepted from a platform and not yet answered for certain: written with the
+    user's turn, before the platform is acknowledged, and done only once the answer is
+    delivered. A worker holds an entry by a lease it keeps renewing; an entry whose lease ran
+    out (its worker died) is claimed by another worker and answered there, editing whatever
+    the first attempt had already posted (`posted`) instead of posting twice."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_state_lease", "state", "lease_until"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"),
+                                            unique=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(32))
+    # working (a worker holds the lease) | waiting_model (answered from the documentation,
+    # a full answer follows when a model is back) | done | failed (gave up after retries)
+    state: Mapped[str] = mapped_column(String(16))
+    envelope: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the Message, redacted
+    route: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # where to reply
+    posted: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # what is already shown
+    worker: Mapped[str] = mapped_column(String(64), default="")
+    lease_until: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
 class Feedback(Base):
     """A thumbs up or down on an answer, one per user and answer (the last click counts)."""
 
