@@ -9,29 +9,38 @@ stored, it stays stored whatever happens to the answer.
 from __future__ import annotations
 
 import enum
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Protocol
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 import structlog
 
 from adapters.base import ReplyChannel, ReplyStream
 from bot import attachments, guardrails, metrics, redaction, replies
+from bot.answer_cache import AnswerCache, AnswerKey, CachedAnswer, fingerprint
+from bot.budgets import BudgetAction, BudgetDecision, BudgetGuard
 from bot.citations import citation, cited, label, quote
 from bot.config import Behaviour, ChannelPolicy
 from bot.escalation.desk import HANDOFF_TOOL, EscalationDesk
 from bot.escalation.store import Actor, State, Ticket
 from bot.kb.documents import Hit
 from bot.kb.knowledge import Retrieval
-from bot.llm import ChatModel, ModelError, StreamEnd, TextDelta, ToolCall
+from bot.llm import ChatModel, FailureKind, ModelError, StreamEnd, TextDelta, ToolCall
 from bot.memory import ConversationMemory
-from bot.model import Author, ConversationKey, Message, Reply, ReplyMode
+from bot.model import Author, Citation, ConversationKey, Message, Reply, ReplyMode
 from bot.prompt import build_messages
 from bot.ratelimit import RateLimiter
-from bot.store.conversations import AnswerRecord, ConversationState, ConversationStore
+from bot.store.conversations import (
+    AnswerRecord,
+    ConversationState,
+    ConversationStore,
+    InboxRow,
+)
+from bot.store.inbox import DONE, WAITING_MODEL, Inbox, Journal, unjournaled
 from bot.store.repository import StorageUnavailable
 
 log = structlog.get_logger(__name__)
@@ -58,6 +67,25 @@ class Result:
     # False: the knowledge base was searched and had nothing relevant (escalation acts on it);
     # None: it was not consulted.
     knowledge_found: bool | None = None
+    # The model failed: the user has the documentation or an apology, and a full answer is
+    # owed once a model answers again.
+    model_down: bool = False
+
+
+@dataclass(slots=True)
+class Accepted:
+    """A message past step 2 (stored with its inbox entry, or refused, or a duplicate): the
+    platform may be acknowledged now. `respond` does the rest, here or on another worker."""
+
+    message: Message
+    text: str = ""
+    conversation: ConversationState | None = None
+    user_turn: int | None = None
+    journal: Journal = field(default_factory=unjournaled)
+    notice: str | None = None
+    early: Result | None = None  # refused, a duplicate, storage down: only delivered
+    resumed: bool = False  # another attempt at an answer a dead worker had started
+    follow_up: bool = False  # the full answer owed since the model was down
 
 
 class Retriever(Protocol):
@@ -68,8 +96,14 @@ class Engine:
     def __init__(self, store: ConversationStore, behaviour: Behaviour,
                  model: ChatModel | None, knowledge: Retriever | None = None,
                  desk: EscalationDesk | None = None,
-                 limiter: RateLimiter | None = None) -> None:
+                 limiter: RateLimiter | None = None, inbox: Inbox | None = None,
+                 budgets: BudgetGuard | None = None, cache: AnswerCache | None = None,
+                 kb_version: Callable[[], Awaitable[str]] | None = None) -> None:
         self._store = store
+        self.inbox = inbox
+        self._budgets = budgets if budgets is not None and budgets.enabled else None
+        self._cache = cache if kb_version is not None else None
+        self._kb_version = kb_version
         self._behaviour = behaviour
         self._model = model
         self._knowledge = knowledge
@@ -82,6 +116,17 @@ class Engine:
     @property
     def model_name(self) -> str | None:
         return self._model.model if self._model else None
+
+    async def close(self) -> None:
+        if self._cache is not None:
+            await self._cache.close()
+
+    def model_available(self) -> bool:
+        """Whether some model of the chain may answer now (not every breaker is open)."""
+        return self._model is not None and self._model.available()
+
+    async def conversation_state(self, conversation_id: int) -> ConversationState | None:
+        return await self._store.state(conversation_id)
 
     async def conversation_exists(self, key: ConversationKey) -> bool:
         """Raises `StorageUnavailable` when the database cannot say."""
@@ -138,11 +183,65 @@ class Engine:
         await self._escalate_and_tell(conversation_id, key, Author(user_id),
                                       reason="thumbs_down")
 
-    async def handle(self, message: Message, channel: ReplyChannel) -> Result:
+    async def handle(self, message: Message, channel: ReplyChannel, *,
+                     route: Mapping[str, Any] | None = None) -> Result:
+        """Accept and answer in one go: for callers that answer while their client waits
+        (web chat, console, CLI). Platforms acknowledge between `accept` and `respond`."""
+        return await self.respond(await self.accept(message, route=route), channel)
+
+    async def accept(self, message: Message, *,
+                     route: Mapping[str, Any] | None = None) -> Accepted:
+        """Steps 1-2: check the input, then store the (redacted) turn together with its inbox
+        entry when a `route` says where to answer again after a crash. Never posts: the
+        platform waits for this before it is acknowledged."""
+        limits = self._behaviour.limits
+        check = guardrails.check_input(message.text, has_attachments=bool(message.attachments),
+                                       max_chars=limits.max_input_chars)
         bound = log.bind(platform=message.platform, conversation=str(message.key),
                          message_id=message.id)
+        if check.refusal:
+            bound.info("engine.refused", reason=check.refusal[:40])
+            return Accepted(message, early=Result(
+                Outcome.REFUSED, reply=Reply(check.refusal, ReplyMode.NOTICE)))
+        if check.redacted:
+            bound.info("engine.secrets_redacted", kinds=list(check.redacted))
+            metrics.REDACTED.labels("input").inc(len(check.redacted))
+        if redaction.looks_like_injection(check.text):
+            bound.info("engine.injection_attempt")  # answered as data, never as instructions
+            metrics.INJECTION_ATTEMPTS.inc()
+        row = None
+        if route is not None and self.inbox is not None:
+            row = InboxRow(platform=message.platform, envelope=message.envelope(check.text),
+                           route=route, worker=self.inbox.worker, lease=self.inbox.lease)
         try:
-            result = await self._handle(message, channel, bound)
+            conversation = await self._store.open(message.key)
+            stored = await self._store.add_user_message(
+                conversation.id, external_id=message.dedupe_id, author_id=message.author.id,
+                author_name=message.author.display_name, text=check.text,
+                attachments=[a.describe() for a in message.attachments], inbox=row)
+        except StorageUnavailable as exc:
+            bound.error("engine.storage_unavailable", reason=exc.reason)
+            return Accepted(message, early=Result(
+                Outcome.STORAGE_FAILED, reply=Reply(replies.STORAGE_DOWN, ReplyMode.NOTICE)))
+        if stored is None:
+            bound.info("engine.duplicate", dedupe_id=message.dedupe_id)
+            return Accepted(message, early=Result(Outcome.DUPLICATE, conversation.id))
+        user_turn, entry = stored
+        journal = Journal(self.inbox, entry) if entry is not None else unjournaled()
+        return Accepted(message, check.text, conversation, user_turn, journal,
+                        notice=check.notice)
+
+    async def respond(self, accepted: Accepted, channel: ReplyChannel) -> Result:
+        """Steps 3-11 for an accepted message; the inbox entry is settled once the answer is
+        delivered (a crash before that leaves it to another worker)."""
+        message = accepted.message
+        bound = log.bind(platform=message.platform, conversation=str(message.key),
+                         message_id=message.id, attempt="resumed" if accepted.resumed else None)
+        entry = accepted.journal.entry_id
+        if self.inbox is not None and entry is not None:
+            self.inbox.active.add(entry)  # its lease is renewed while this answer runs
+        try:
+            result = await self._respond(accepted, channel, bound)
         except Exception:
             # A bug or a platform failure while replying: logged with its trace, never shown.
             bound.exception("engine.unexpected_error")
@@ -152,68 +251,105 @@ class Engine:
             except Exception:
                 bound.exception("engine.apology_not_delivered")
             result = Result(Outcome.MODEL_FAILED, reply=reply)
+        except BaseException:  # cancelled (a shutdown): the lease lapses, another worker answers
+            if self.inbox is not None and entry is not None:
+                self.inbox.active.discard(entry)
+            raise
         metrics.MESSAGES.labels(message.platform, result.outcome.value).inc()
+        await self._settle(accepted, result, bound)
         return result
 
-    async def _handle(self, message: Message, channel: ReplyChannel,
-                      log: structlog.typing.FilteringBoundLogger) -> Result:
-        limits = self._behaviour.limits
-        # 1. input guardrails
-        check = guardrails.check_input(message.text, has_attachments=bool(message.attachments),
-                                       max_chars=limits.max_input_chars)
-        if check.refusal:
-            log.info("engine.refused", reason=check.refusal[:40])
-            reply = Reply(check.refusal, ReplyMode.NOTICE)
-            await channel.post(reply)
-            return Result(Outcome.REFUSED, reply=reply)
-        if check.redacted:
-            log.info("engine.secrets_redacted", kinds=list(check.redacted))
-            metrics.REDACTED.labels("input").inc(len(check.redacted))
-        if redaction.looks_like_injection(check.text):
-            log.info("engine.injection_attempt")  # answered as data, never as instructions
-            metrics.INJECTION_ATTEMPTS.inc()
-
-        # 2-3. accept: persist (de-duplicated) into the conversation
+    async def _settle(self, accepted: Accepted, result: Result,
+                      log: structlog.typing.FilteringBoundLogger) -> None:
+        journal = accepted.journal
+        if self.inbox is None or journal.entry_id is None:
+            return
+        self.inbox.active.discard(journal.entry_id)
         try:
-            conversation = await self._store.open(message.key)
-            user_turn = await self._store.add_user_message(
-                conversation.id, external_id=message.dedupe_id, author_id=message.author.id,
-                author_name=message.author.display_name, text=check.text,
-                attachments=[a.describe() for a in message.attachments])
-        except StorageUnavailable as exc:
-            log.error("engine.storage_unavailable", reason=exc.reason)
-            reply = Reply(replies.STORAGE_DOWN, ReplyMode.NOTICE)
-            await channel.post(reply)
-            return Result(Outcome.STORAGE_FAILED, reply=reply)
-        if user_turn is None:
-            log.info("engine.duplicate", dedupe_id=message.dedupe_id)
-            return Result(Outcome.DUPLICATE, conversation.id)
-        if check.notice:
-            await channel.post(Reply(check.notice, ReplyMode.NOTICE))
+            if result.model_down and self._model is not None:
+                await self.inbox.finish(journal.entry_id, WAITING_MODEL,
+                                        retry_in=FOLLOW_UP_RETRY)
+            else:
+                await self.inbox.finish(journal.entry_id, DONE)
+        except StorageUnavailable as exc:  # answered; another worker may answer again later
+            log.error("engine.inbox_not_settled", entry=journal.entry_id, reason=exc.reason)
+
+    async def _respond(self, accepted: Accepted, channel: ReplyChannel,
+                       log: structlog.typing.FilteringBoundLogger) -> Result:
+        if accepted.early is not None:
+            if accepted.early.reply is not None:
+                await channel.post(accepted.early.reply)
+            return accepted.early
+        message, text = accepted.message, accepted.text
+        conversation, user_turn = accepted.conversation, accepted.user_turn
+        assert conversation is not None and user_turn is not None
+        if accepted.resumed or accepted.follow_up:
+            settled = await self._already_answered(accepted, channel, log)
+            if settled is not None:
+                return settled
+        elif accepted.notice:
+            await channel.post(Reply(accepted.notice, ReplyMode.NOTICE, aside=True))
         if self.desk is not None and self.desk.serves(message.platform):
-            handed = await self._hand_off(message, check.text, conversation, user_turn, channel,
-                                          log)
+            handed = await self._hand_off(message, text, conversation, user_turn, channel,
+                                          log, relay=not accepted.follow_up)
             if handed is not None:
                 return handed
-        if self.limiter is not None:
+        if self.limiter is not None and not (accepted.resumed or accepted.follow_up):
             limited = await self._limited(message, conversation, channel, log)
             if limited is not None:
                 return limited
 
-        if self._model is None:
-            return await self._answer_without_model(message, check.text, conversation,
+        budget = await self._budget(message.key, log)
+        if self._model is None or budget.action is BudgetAction.RETRIEVAL_ONLY:
+            return await self._answer_without_model(message, text, conversation,
                                                     user_turn, channel, log)
-        return await self._answer(message, check.text, conversation, user_turn, channel, log)
+        return await self._answer(accepted, channel, log, model=budget.model)
+
+    async def _budget(self, key: ConversationKey,
+                      log: structlog.typing.FilteringBoundLogger) -> BudgetDecision:
+        """The workspace's spending so far decides the model: the usual one, a cheaper one, or
+        none (the documentation answers). The alert is raised by exactly one worker."""
+        if self._budgets is None:
+            return BudgetDecision()
+        decision = await self._budgets.decide(key.platform, key.workspace)
+        if decision.alert:
+            log.warning("budget.alert", alert=decision.alert, workspace=key.workspace,
+                        action=decision.action.value)
+        return decision
+
+    async def _already_answered(self, accepted: Accepted, channel: ReplyChannel,
+                                log: structlog.typing.FilteringBoundLogger) -> Result | None:
+        """A retry finds the work done: a dead worker stored the answer but may not have
+        delivered it (it is shown again, editing what was posted); or the full answer owed
+        after an outage is there already. None: answer."""
+        assert self.inbox is not None and accepted.user_turn is not None
+        stored = await self.inbox.answer_to(accepted.user_turn)
+        if stored is None or (accepted.follow_up and stored.status != "ok"):
+            return None
+        if accepted.follow_up:
+            return Result(Outcome.ANSWERED, accepted.conversation.id if accepted.conversation
+                          else None)
+        mode = ReplyMode.MODEL if stored.mode == "cache" else \
+            ReplyMode(stored.mode) if stored.mode in set(ReplyMode) else ReplyMode.NOTICE
+        reply = Reply(stored.text, mode, ref=str(accepted.user_turn) if mode != ReplyMode.NOTICE
+                      else "")
+        log.info("engine.redelivered_stored_answer", answer=stored.id)
+        await channel.post(reply)
+        return Result(Outcome.ANSWERED if stored.status == "ok" else Outcome.MODEL_FAILED,
+                      stored.conversation_id, reply,
+                      model_down=stored.status == "failed" and stored.model != "")
 
     async def _hand_off(self, message: Message, text: str, conversation: ConversationState,
                         user_turn: int, channel: ReplyChannel,
-                        log: structlog.typing.FilteringBoundLogger) -> Result | None:
+                        log: structlog.typing.FilteringBoundLogger, *,
+                        relay: bool = True) -> Result | None:
         """Stay silent where a person has the conversation; go to people at once where the user
         asked for one or raised a policy topic. None: answer as usual."""
         assert self.desk is not None
         ticket = await self.desk.active(conversation.id)
         if ticket is not None:
-            await self.desk.user_message(ticket, message.author.name, text)
+            if relay:
+                await self.desk.user_message(ticket, message.author.name, text)
             if ticket.state is State.CLAIMED:
                 log.info("engine.handed_off", escalation=ticket.id)
                 return Result(Outcome.HANDED_OFF, conversation.id)
@@ -273,7 +409,7 @@ class Engine:
             log.error("engine.escalation_not_saved", reason=exc.reason)
             return
         if ticket is not None:
-            await channel.post(Reply(self.desk.notice(ticket), ReplyMode.NOTICE))
+            await channel.post(Reply(self.desk.notice(ticket), ReplyMode.NOTICE, aside=True))
 
     async def _retrieve(self, question: str, key: ConversationKey,
                         log: structlog.typing.FilteringBoundLogger) -> Retrieval | None:
@@ -308,12 +444,17 @@ class Engine:
         return Result(outcome, conversation.id, reply,
                       knowledge_found=None if retrieval is None else retrieval.found)
 
-    async def _answer(self, message: Message, text: str, conversation: ConversationState,
-                      user_turn: int, channel: ReplyChannel,
-                      log: structlog.typing.FilteringBoundLogger) -> Result:
+    async def _answer(self, accepted: Accepted, channel: ReplyChannel,
+                      log: structlog.typing.FilteringBoundLogger, *,
+                      model: str | None = None) -> Result:
         assert self._model is not None
+        message, text = accepted.message, accepted.text
+        conversation, user_turn = accepted.conversation, accepted.user_turn
+        assert conversation is not None and user_turn is not None
         started = time.monotonic()
-        stream = await channel.stream()  # progress is visible before any slow step
+        # Progress is visible before any slow step. The full answer owed after an outage is
+        # posted whole, and only if it works: a user is not shown a second failure.
+        stream: ReplyStream = _Withheld() if accepted.follow_up else await channel.stream()
         policy = self._behaviour.policy_for(message.platform, message.key.workspace,
                                             message.key.channel)
         prepared = await attachments.prepare(text, message.attachments, self._model,
@@ -327,6 +468,14 @@ class Engine:
             return Result(Outcome.REFUSED, conversation.id, reply)
 
         history = await self._memory.recall(conversation, before_id=user_turn)
+        cache_key = None
+        if self._cache is not None and not history.turns and not history.summary and \
+                not message.attachments and not accepted.follow_up:
+            cache_key = await self._cache_key(prepared.text, message, policy,
+                                              model or self._model.model)
+            cached = await self._cache.get(cache_key)
+            if cached is not None:
+                return await self._answer_from_cache(cached, accepted, stream, log)
         retrieval = await self._retrieve(prepared.text, message.key, log)
         passages = retrieval.passages if retrieval is not None else None
         prompt = build_messages(self._system_prompt(policy, message), history, prepared.text,
@@ -334,8 +483,27 @@ class Engine:
         tools = self.desk.tools(message.key) if self.desk is not None else []
         record, reply, handoff = await self._stream_answer(
             prompt, policy, stream, prepared.notes, passages or (), ref=str(user_turn),
-            tools=tools, key=message.key)
+            tools=tools, key=message.key, model=model)
+        if cache_key is not None and self._cache is not None and record.status == "ok" and \
+                handoff is None and reply.mode is ReplyMode.MODEL and \
+                not _names(message.author.display_name, record.text):
+            # Never one user's name in another's answer: personal answers are not kept.
+            await self._cache.put(cache_key, CachedAnswer(
+                record.text, [asdict(c) for c in reply.citations], record.model))
         record.latency_ms = int((time.monotonic() - started) * 1000)
+        if not await self._still_ours(accepted, log):
+            return Result(Outcome.DUPLICATE, conversation.id)
+        if record.status == "failed" and accepted.journal.entry_id is not None \
+                and not accepted.follow_up:
+            reply = replace(reply, text=f"{reply.text}\n\n{replies.WILL_FOLLOW_UP}")
+        if accepted.follow_up:
+            if record.status != "ok":
+                log.info("engine.follow_up_postponed", error=record.error[:100])
+                return Result(Outcome.MODEL_FAILED, conversation.id, None, model_down=True)
+            reply = replace(reply, text=f"{replies.FOLLOW_UP}\n\n{reply.text}")
+            await self._record(conversation, user_turn, record, log)
+            await channel.post(reply)
+            return Result(Outcome.ANSWERED, conversation.id, reply)
         await self._record(conversation, user_turn, record, log)
         await stream.finish(reply)
         if self.desk is not None:
@@ -352,13 +520,59 @@ class Engine:
             log.warning("engine.fold_not_saved", reason=exc.reason)
         outcome = Outcome.ANSWERED if record.status == "ok" else Outcome.MODEL_FAILED
         return Result(outcome, conversation.id, reply,
-                      knowledge_found=None if retrieval is None else retrieval.found)
+                      knowledge_found=None if retrieval is None else retrieval.found,
+                      model_down=record.status == "failed")
+
+    async def _still_ours(self, accepted: Accepted,
+                          log: structlog.typing.FilteringBoundLogger) -> bool:
+        """False when another worker took this question over while the answer was written
+        (this one was too slow to renew its lease): that worker answers, this one stays quiet
+        and stores nothing, so the conversation holds one answer."""
+        entry = accepted.journal.entry_id
+        if self.inbox is None or entry is None:
+            return True
+        try:
+            if await self.inbox.holds(entry):
+                return True
+        except StorageUnavailable:
+            return True  # cannot tell: answering twice beats not answering
+        log.warning("engine.lease_lost", entry=entry)
+        return False
+
+    async def _cache_key(self, question: str, message: Message, policy: ChannelPolicy,
+                         model: str) -> AnswerKey:
+        """Same question, same place, same documents, same model and policy. The prompt is
+        rendered without the user's name, so that the key is shared by everyone who asks."""
+        assert self._kb_version is not None
+        key = message.key
+        persona = policy.persona.render(platform=key.platform, channel=key.channel,
+                                        user_name="", answer_words=policy.answer.max_words,
+                                        today=datetime.now(UTC).date())
+        return AnswerKey(question=question, platform=key.platform, workspace=key.workspace,
+                         channel=key.channel, kb_version=await self._kb_version(), model=model,
+                         policy=fingerprint(persona, policy.answer.model_dump(mode="json")))
+
+    async def _answer_from_cache(self, cached: CachedAnswer, accepted: Accepted,
+                                 stream: ReplyStream,
+                                 log: structlog.typing.FilteringBoundLogger) -> Result:
+        """The answer given to the same first question here before, with the same documents:
+        shown at once and stored like any answer, at no cost."""
+        assert accepted.conversation is not None and accepted.user_turn is not None
+        citations = tuple(Citation(**c) for c in cached.citations
+                          if set(c) <= {"index", "title", "url", "snippet"})
+        reply = Reply(cached.text, ReplyMode.MODEL, citations, ref=str(accepted.user_turn),
+                      handoff=self._offers_handoff(accepted.message.key))
+        await self._record(accepted.conversation, accepted.user_turn, AnswerRecord(
+            text=cached.text, mode="cache", model=cached.model), log)
+        await stream.finish(reply)
+        log.info("engine.answered_from_cache")
+        return Result(Outcome.ANSWERED, accepted.conversation.id, reply)
 
     async def _stream_answer(self, prompt: list[dict[str, object]], policy: ChannelPolicy,
                              stream: ReplyStream, notes: list[str],
                              passages: Sequence[Hit], *, ref: str,
                              tools: Sequence[dict[str, object]] = (),
-                             key: ConversationKey | None = None
+                             key: ConversationKey | None = None, model: str | None = None
                              ) -> tuple[AnswerRecord, Reply, tuple[str, str] | None]:
         """The answer, streamed; also (reason, detail) when it should go to people too. The
         caller finishes the stream once the answer is stored, so that its buttons (feedback,
@@ -371,7 +585,7 @@ class Engine:
             async with self._model_slot():
                 async for event in self._model.stream(
                         prompt, max_tokens=policy.answer.max_output_tokens,
-                        temperature=policy.answer.temperature, tools=tools):
+                        temperature=policy.answer.temperature, tools=tools, model=model):
                     if isinstance(event, TextDelta):
                         pieces.append(event.text)
                         await stream.append(event.text)
@@ -387,7 +601,10 @@ class Engine:
                         if event.first_token_seconds is not None:
                             record.first_token_ms = int(event.first_token_seconds * 1000)
         except ModelError as exc:
-            record.status, record.error = "failed", exc.detail
+            # "failed": the model was down, a full answer is owed; "rejected": it refused this
+            # request, which asking again would not change.
+            record.status = "rejected" if exc.kind is FailureKind.REJECTED else "failed"
+            record.error = exc.detail
             partial = "".join(pieces).strip()
             record.text = partial
             if partial:
@@ -445,6 +662,26 @@ class Engine:
             await self._store.add_answer(conversation.id, user_turn, record)
         except StorageUnavailable as exc:  # the user has the answer; only our record is lost
             log.error("engine.answer_not_recorded", reason=exc.reason)
+
+
+def _names(name: str, text: str) -> bool:
+    """Whether `text` addresses the user by name (a whole word, case aside)."""
+    return len(name) >= 2 and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text,
+                                        re.IGNORECASE) is not None
+
+
+class _Withheld:
+    """A stream that shows nothing: the answer is posted whole once it is known to be good."""
+
+    async def append(self, text: str) -> None:
+        pass
+
+    async def finish(self, reply: Reply) -> None:
+        pass
+
+
+# How long a full answer owed after an outage waits before it is tried again.
+FOLLOW_UP_RETRY = timedelta(seconds=30)
 
 
 def knowledge_reply(passages: Sequence[Hit], *, ref: str, intro: str,

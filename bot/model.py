@@ -106,6 +106,35 @@ class Message:
     def dedupe_id(self) -> str:
         return self.event_id or self.id
 
+    def envelope(self, text: str) -> dict[str, Any]:
+        """What the inbox keeps to answer this message again after a crash: the stored (redacted)
+        text, never the original, and files by description only (their bytes and signed URLs
+        stay with the platform)."""
+        return {"key": [self.key.platform, self.key.workspace, self.key.channel,
+                        self.key.thread],
+                "id": self.id, "event_id": self.event_id, "text": text,
+                "author": [self.author.id, self.author.display_name],
+                "attachments": [a.describe() for a in self.attachments],
+                "mentioned": self.mentioned, "direct": self.direct,
+                "channel_name": self.channel_name, "sent_at": self.sent_at.isoformat()}
+
+    @classmethod
+    def from_envelope(cls, envelope: Mapping[str, Any]) -> Message:
+        platform, workspace, channel, thread = (str(part) for part in envelope["key"])
+        author_id, author_name = (str(part) for part in envelope["author"])
+        return cls(key=ConversationKey(platform, workspace, channel, thread),
+                   id=str(envelope["id"]), event_id=str(envelope.get("event_id") or ""),
+                   author=Author(author_id, author_name), text=str(envelope.get("text") or ""),
+                   attachments=tuple(
+                       Attachment(str(a.get("name") or "file"),
+                                  str(a.get("content_type") or "application/octet-stream"),
+                                  a.get("size"))
+                       for a in envelope.get("attachments") or ()),
+                   mentioned=bool(envelope.get("mentioned")),
+                   direct=bool(envelope.get("direct")),
+                   channel_name=str(envelope.get("channel_name") or ""),
+                   sent_at=datetime.fromisoformat(str(envelope["sent_at"])))
+
 
 @dataclass(frozen=True, slots=True)
 class Citation:
@@ -134,3 +163,6 @@ class Reply:
     # Offer a "talk to a person" button (sending `ref` to `Engine.request_human`): the
     # conversation has a human channel to go to.
     handoff: bool = False
+    # A side note beside the answer (a redaction notice, "a person will join"), not the answer
+    # itself: a retried answer edits its earlier answer message, never a side note.
+    aside: bool = False

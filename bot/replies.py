@@ -23,8 +23,15 @@ NOTHING_FOUND_NO_MODEL = ("I couldn't find anything about that in our documentat
                           "rephrase the question, or ask a member of the team?")
 WITHHELD = "I drafted an answer but I'm not allowed to share it here."
 HANDING_OVER = "Let me bring in a person from our support team for this one."
+# The moderation check flagged the question (never say which category: no accusation).
+MODERATION_DECLINED = ("Sorry, I'm not able to help with that message. If I misunderstood it, "
+                       "could you rephrase your question?")
+# ... or flagged the drafted answer (check_output): the draft is withheld like a blocked one.
+MODERATION_WITHHELD = WITHHELD
 MODEL_DOWN_KNOWLEDGE = ("The assistant can't write an answer right now, but this is what our "
                         "documentation says:")
+FOLLOW_UP = "The assistant is back. Here is the full answer to your question:"
+WILL_FOLLOW_UP = "_I'll post a full answer here as soon as the assistant is back._"
 CUT_OFF = "_(My answer was interrupted. Please ask again if you need the rest.)_"
 AUDIO_UNREADABLE = "I couldn't understand the voice message. Could you type your question instead?"
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import discord
@@ -37,6 +37,7 @@ from adapters.discord.escalations import DiscordOutlet, parse_custom_id
 from bot.engine import Engine
 from bot.escalation.store import Actor
 from bot.model import Attachment, Author, ConversationKey, Message
+from bot.store.inbox import Journal
 from bot.store.repository import StorageUnavailable
 
 log = structlog.get_logger(__name__)
@@ -344,10 +345,29 @@ class DiscordAdapter:
                 mentioned=True, direct=direct,
                 channel_name="a direct message" if direct else f"#{channel_name}",
                 raw={"id": message.id, "channel_id": message.channel.id})
+            accepted = await self._engine.accept(normalized, route={"channel": str(target.id)})
             reply_channel = DiscordReplyChannel(target, client=self.client,
-                                                update_interval=self._update_interval)
+                                                update_interval=self._update_interval,
+                                                journal=accepted.journal)
             async with _typing(target):
-                await self._engine.handle(normalized, reply_channel)
+                await self._engine.respond(accepted, reply_channel)
+
+    async def resume(self, route: Mapping[str, Any],
+                     journal: Journal) -> DiscordReplyChannel | None:
+        """A reply channel into the thread or DM a question came from, for the inbox's
+        retries; None when Discord no longer lets the bot see it."""
+        channel_id = str(route.get("channel") or "")
+        if not channel_id.isdigit():
+            return None
+        target = self.client.get_channel(int(channel_id))
+        if target is None:
+            try:
+                target = await self.client.fetch_channel(int(channel_id))
+            except discord.HTTPException as exc:
+                log.warning("discord.resume_unreachable", status=exc.status, code=exc.code)
+                return None
+        return DiscordReplyChannel(target, client=self.client,
+                                   update_interval=self._update_interval, journal=journal)
 
 
 def _attachment(attachment: discord.Attachment) -> Attachment:

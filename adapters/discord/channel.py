@@ -18,6 +18,7 @@ import structlog
 from adapters.base import ReplyStream
 from adapters.discord import render
 from bot.model import Reply
+from bot.store.inbox import Journal, unjournaled
 
 log = structlog.get_logger(__name__)
 
@@ -53,10 +54,19 @@ def _release(view: discord.ui.View | None) -> None:
 
 class DiscordReplyChannel:
     def __init__(self, target: Any, *, client: discord.Client,
-                 update_interval: float = 1.0) -> None:
+                 update_interval: float = 1.0, journal: Journal | None = None) -> None:
         self.target = target  # a Thread, a DMChannel or a TextChannel: anything Messageable
         self.client = client
         self.update_interval = update_interval
+        # The answer's message, noted so that a retry after a crash edits it (no second answer)
+        self.journal = journal or unjournaled()
+
+    def _earlier(self) -> Any:
+        """The answer message an earlier attempt posted, as something that can be edited."""
+        earlier = self.journal.existing()
+        if earlier is None or not earlier.isdigit():
+            return None
+        return self.target.get_partial_message(int(earlier))
 
     async def send(self, text: str, target: Any = None,
                    view: discord.ui.View | None = None) -> discord.Message | None:
@@ -74,16 +84,26 @@ class DiscordReplyChannel:
         return message
 
     async def post(self, reply: Reply) -> None:
-        parts = render.messages(reply)
-        for number, part in enumerate(parts, start=1):
-            await self.send(part, view=feedback_view(reply) if number == len(parts) else None)
+        if reply.aside:
+            parts = render.messages(reply)
+            for number, part in enumerate(parts, start=1):
+                await self.send(part, view=feedback_view(reply) if number == len(parts) else None)
+            return
+        await DiscordStream(self, self._earlier()).finish(reply)
 
     async def stream(self) -> ReplyStream:
-        return DiscordStream(self, await self.send(PLACEHOLDER))
+        earlier = self._earlier()
+        if earlier is not None:  # a retry: the answer grows in the message already there
+            return DiscordStream(self, earlier)
+        message = await self.send(PLACEHOLDER)
+        if message is not None:
+            await self.journal.note(str(message.id))
+        return DiscordStream(self, message)
 
 
 class DiscordStream:
-    def __init__(self, channel: DiscordReplyChannel, message: discord.Message | None) -> None:
+    def __init__(self, channel: DiscordReplyChannel,
+                 message: discord.Message | discord.PartialMessage | None) -> None:
         self._channel = channel
         self._message = message
         self._text = ""
@@ -123,4 +143,6 @@ class DiscordStream:
             last = number == len(parts)
             if number == 1 and await self._edit(part, feedback_view(reply) if last else None):
                 continue
-            await self._channel.send(part, view=feedback_view(reply) if last else None)
+            sent = await self._channel.send(part, view=feedback_view(reply) if last else None)
+            if number == 1 and sent is not None:
+                await self._channel.journal.note(str(sent.id))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -31,12 +31,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.base import DestinationUnavailable, InFlight
 from adapters.slack import escalations, files, inbound, render
-from adapters.slack.channel import NativeStreaming, SlackReplyChannel
+from adapters.slack.channel import NativeStreaming, SlackReplyChannel, adopt_earlier_answer
 from adapters.slack.escalations import SlackOutlet
 from adapters.slack.inbound import Workspace
 from bot.engine import Engine
 from bot.escalation.store import Actor
-from bot.model import Author
+from bot.model import Author, Message
+from bot.store.inbox import Journal
 from bot.store.repository import StorageUnavailable
 
 log = structlog.get_logger(__name__)
@@ -77,7 +78,7 @@ class SlackAdapter:
         self.client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
         self.app = AsyncApp(client=self.client, signing_secret=signing_secret or "",
                             request_verification_enabled=signing_secret is not None,
-                            oauth_settings=oauth, process_before_response=False)
+                            oauth_settings=oauth, process_before_response=True)
         if oauth is not None:
             # app_uninstalled / tokens_revoked delete the workspace's installation.
             self.app.enable_token_revocation_listeners()
@@ -169,14 +170,24 @@ class SlackAdapter:
     async def _ignore(self, body: dict[str, Any]) -> None:
         log.debug("slack.ignored_event", type=(body.get("event") or {}).get("type"))
 
+    # Listeners run before Slack is acknowledged (`process_before_response`): a question is
+    # stored in the inbox first, then acknowledged, then answered in the background. Anything
+    # slow that is not a question (agents' commands, button clicks) runs after the ack.
+
     async def _on_mention(self, event: dict[str, Any], body: dict[str, Any], client: Any,
                           context: Any) -> None:
         workspace = _workspace(context)
         if self._foreign(body, workspace) or not inbound.is_answerable(event, workspace):
             return
-        if await self._agent_command(event, workspace, client):
+        if self._in_human_channel(event):
+            self._in_flight.spawn(self._desk_mention(event, workspace, client, context))
             return
-        await self._answer(event, workspace, client, context)
+        await self._accept(event, workspace, client, context)
+
+    async def _desk_mention(self, event: dict[str, Any], workspace: Workspace, client: Any,
+                            context: Any) -> None:
+        if not await self._agent_command(event, workspace, client):
+            await self._accept(event, workspace, client, context)
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any], client: Any,
                           context: Any) -> None:
@@ -184,12 +195,13 @@ class SlackAdapter:
         if self._foreign(body, workspace) or not inbound.is_answerable(event, workspace):
             return
         if event.get("channel_type") == "im":
-            await self._answer(event, workspace, client, context)
+            await self._accept(event, workspace, client, context)
             return
         if inbound.mentions_bot(event, workspace):
             return  # its app_mention event answers it
         if event.get("thread_ts"):
-            if await self._agent_reply(event, workspace, client):
+            if self._in_human_channel(event):
+                self._in_flight.spawn(self._agent_reply(event, workspace, client))
                 return
             # A follow-up without a mention, in a thread the bot already talks in.
             key = inbound.conversation_key(event, workspace)
@@ -198,7 +210,11 @@ class SlackAdapter:
             except StorageUnavailable:
                 known = False
             if known:
-                await self._answer(event, workspace, client, context)
+                await self._accept(event, workspace, client, context)
+
+    def _in_human_channel(self, event: dict[str, Any]) -> bool:
+        desk = self._engine.desk
+        return desk is not None and desk.is_human_channel("slack", str(event.get("channel")))
 
     def _foreign(self, body: dict[str, Any], workspace: Workspace) -> bool:
         team = body.get("team_id")
@@ -208,23 +224,42 @@ class SlackAdapter:
         return False
 
     def _reply_channel(self, client: Any, channel: str, thread_ts: str, *, team: str,
-                       user: str) -> SlackReplyChannel:
+                       user: str, journal: Journal | None = None) -> SlackReplyChannel:
         return SlackReplyChannel(client, channel, thread_ts,
                                  update_interval=self._update_interval, recipient=(team, user),
-                                 native=self._native)
+                                 native=self._native, journal=journal)
 
-    async def _answer(self, event: dict[str, Any], workspace: Workspace, client: Any,
+    async def _accept(self, event: dict[str, Any], workspace: Workspace, client: Any,
                       context: Any) -> None:
-        """Runs after bolt's ack; keeps a reference so a shutdown can wait for it."""
-        with self._in_flight.track():
-            message = inbound.to_message(
-                event, workspace,
-                display_name=await self._user_name(client, workspace, str(event.get("user"))),
-                channel_name=await self._channel_name(client, workspace, event),
-                fetcher=files.fetcher(str(context.bot_token or ""), {self._api_host}))
-            await self._engine.handle(message, self._reply_channel(
-                client, str(event["channel"]), message.key.thread, team=workspace.team_id,
-                user=message.author.id))
+        """Store the question with where to answer it, then answer after the ack."""
+        message = inbound.to_message(
+            event, workspace,
+            display_name=await self._user_name(client, workspace, str(event.get("user"))),
+            channel_name=await self._channel_name(client, workspace, event),
+            fetcher=files.fetcher(str(context.bot_token or ""), {self._api_host}))
+        await self._accept_message(message, client, str(event["channel"]), workspace.team_id)
+
+    async def _accept_message(self, message: Message, client: Any, channel: str,
+                              team: str) -> None:
+        route = {"channel": channel, "thread_ts": message.key.thread, "team": team,
+                 "user": message.author.id}
+        accepted = await self._engine.accept(message, route=route)
+        self._in_flight.spawn(self._engine.respond(accepted, self._reply_channel(
+            client, channel, message.key.thread, team=team, user=message.author.id,
+            journal=accepted.journal)))
+
+    async def resume(self, route: Mapping[str, Any], journal: Journal) -> SlackReplyChannel | None:
+        """A reply channel into the thread a question came from, for the inbox's retries."""
+        try:
+            client = await self._client_for(str(route.get("team") or "") or None)
+        except DestinationUnavailable as exc:
+            log.warning("slack.resume_unreachable", reason=str(exc))
+            return None
+        channel, thread_ts = str(route["channel"]), str(route["thread_ts"])
+        await adopt_earlier_answer(client, channel, thread_ts, journal)
+        return self._reply_channel(client, channel, thread_ts,
+                                   team=str(route.get("team") or ""),
+                                   user=str(route.get("user") or ""), journal=journal)
 
     async def _on_ask(self, ack: Any, command: dict[str, Any], respond: Any, client: Any,
                       context: Any) -> None:
@@ -234,6 +269,10 @@ class SlackAdapter:
                       "`/ask how do I reset my password?`")
             return
         await ack()
+        self._in_flight.spawn(self._ask(question, command, respond, client, context))
+
+    async def _ask(self, question: str, command: dict[str, Any], respond: Any, client: Any,
+                   context: Any) -> None:
         workspace = _workspace(context)
         if command.get("team_id") not in (None, workspace.team_id):
             await respond("This app is not set up for this workspace.")
@@ -251,13 +290,14 @@ class SlackAdapter:
             command, workspace, thread_ts=root,
             display_name=await self._user_name(client, workspace, user),
             channel_name=str(command.get("channel_name") or ""))
-        with self._in_flight.track():
-            await self._engine.handle(message, self._reply_channel(
-                client, channel_id, root, team=workspace.team_id, user=user))
+        await self._accept_message(message, client, channel_id, workspace.team_id)
 
     async def _on_feedback(self, ack: Any, body: dict[str, Any],
                            action: dict[str, Any]) -> None:
         await ack()
+        self._in_flight.spawn(self._feedback(body, action))
+
+    async def _feedback(self, body: dict[str, Any], action: dict[str, Any]) -> None:
         user = str((body.get("user") or {}).get("id") or "")
         helpful = action.get("action_id") == render.FEEDBACK_UP
         try:
@@ -322,6 +362,10 @@ class SlackAdapter:
                                     action: dict[str, Any], client: Any,
                                     context: Any) -> None:
         await ack()
+        self._in_flight.spawn(self._escalation_action(body, action, client, context))
+
+    async def _escalation_action(self, body: dict[str, Any], action: dict[str, Any],
+                                 client: Any, context: Any) -> None:
         desk = self._engine.desk
         value = str(action.get("value") or "")
         if desk is None or not value.isdigit():
@@ -341,6 +385,10 @@ class SlackAdapter:
     async def _on_handoff(self, ack: Any, body: dict[str, Any], action: dict[str, Any],
                           client: Any, context: Any) -> None:
         await ack()
+        self._in_flight.spawn(self._handoff(body, action, client, context))
+
+    async def _handoff(self, body: dict[str, Any], action: dict[str, Any], client: Any,
+                       context: Any) -> None:
         user = str((body.get("user") or {}).get("id") or "")
         workspace = _workspace(context)
         author = Author(user, await self._user_name(client, workspace, user))

@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.base import ReplyStream
 from adapters.slack import render
 from bot.model import Reply
+from bot.store.inbox import Journal, unjournaled
 
 log = structlog.get_logger(__name__)
 
@@ -29,6 +30,31 @@ GONE = {"message_not_found", "channel_not_found", "thread_not_found", "cant_upda
 # Answers to chat.startStream meaning "not for this workspace or app": stop trying.
 STREAMING_UNSUPPORTED = {"unknown_method", "method_deprecated", "not_allowed_token_type",
                          "feature_not_enabled", "team_not_allowed", "missing_scope"}
+
+
+ANSWER_EVENT = "bothub_answer"  # Slack message metadata type on answers (see `send`)
+
+
+async def adopt_earlier_answer(client: AsyncWebClient, channel: str, thread_ts: str,
+                               journal: Journal) -> None:
+    """Before a retry answers, find a message an earlier attempt posted for the same inbox
+    entry but died before noting; the retry then edits it instead of posting a second."""
+    if journal.existing() is not None or journal.entry_id is None:
+        return
+    try:
+        response = await client.conversations_replies(channel=channel, ts=thread_ts,
+                                                      include_all_metadata=True, limit=200)
+    except SlackApiError as exc:
+        log.info("slack.earlier_answer_unknown", error=exc.response.get("error"))
+        return
+    for message in response.get("messages") or []:
+        metadata = message.get("metadata") or {}
+        payload = metadata.get("event_payload") or {}
+        if metadata.get("event_type") == ANSWER_EVENT and \
+                payload.get("entry") == str(journal.entry_id) and \
+                payload.get("slot") == journal.slot:
+            await journal.note(str(message["ts"]))
+            return
 
 
 class NativeStreaming:
@@ -41,27 +67,49 @@ class NativeStreaming:
 class SlackReplyChannel:
     def __init__(self, client: AsyncWebClient, channel: str, thread_ts: str, *,
                  update_interval: float = 1.0, recipient: tuple[str, str] | None = None,
-                 native: NativeStreaming | None = None) -> None:
+                 native: NativeStreaming | None = None, journal: Journal | None = None) -> None:
         self.client = client
         self.channel = channel
         self.thread_ts = thread_ts
         self.update_interval = update_interval
         self._recipient = recipient  # (team id, user id): native streams require them
         self._native = native or NativeStreaming(enabled=False)
+        # The answer's message, noted so that a retry after a crash edits it (no second answer)
+        self.journal = journal or unjournaled()
 
     async def post(self, reply: Reply) -> None:
-        for text, blocks in render.messages(reply):
+        parts = render.messages(reply)
+        if reply.aside:
+            for text, blocks in parts:
+                await self.send(text, blocks)
+            return
+        first, rest = parts[0], parts[1:]
+        earlier = self.journal.existing()
+        if earlier is None or not await SlackStream(self, earlier).replace(*first):
+            ts = await self.send(*first, answer=True)
+            if ts is not None:
+                await self.journal.note(ts)
+        for text, blocks in rest:
             await self.send(text, blocks)
 
     async def send(self, text: str, blocks: list[dict[str, Any]] | None = None,
-                   channel: str | None = None, thread_ts: str | None = "") -> str | None:
+                   channel: str | None = None, thread_ts: str | None = "", *,
+                   answer: bool = False) -> str | None:
         """Post one message; the ts, or None when Slack refused (logged, never raised: the
-        answer is stored whatever happens to its delivery)."""
+        answer is stored whatever happens to its delivery). An `answer` message carries its
+        inbox entry in Slack's message metadata: a retry after a crash finds it there even
+        when the crash came before the inbox noted it."""
+        metadata = None
+        if answer and self.journal.entry_id is not None:
+            metadata = {"event_type": ANSWER_EVENT,
+                        "event_payload": {"entry": str(self.journal.entry_id),
+                                          "slot": self.journal.slot}}
         try:
             response = await self.client.chat_postMessage(
                 channel=channel or self.channel,
                 thread_ts=self.thread_ts if thread_ts == "" else thread_ts,
-                text=text, blocks=blocks, unfurl_links=False, unfurl_media=False)
+                text=text, blocks=blocks, unfurl_links=False, unfurl_media=False,
+                metadata=metadata)
         except SlackApiError as exc:
             log.error("slack.post_failed", channel=channel or self.channel,
                       error=exc.response.get("error"))
@@ -69,6 +117,9 @@ class SlackReplyChannel:
         return str(response["ts"])
 
     async def stream(self) -> ReplyStream:
+        earlier = self.journal.existing()
+        if earlier is not None:  # a retry: the answer grows in the message already there
+            return SlackStream(self, earlier)
         if self._native.available is not False and self._recipient is not None:
             team, user = self._recipient
             try:
@@ -82,8 +133,11 @@ class SlackReplyChannel:
                     self._native.available = False
             else:
                 self._native.available = True
+                await self.journal.note(str(response["ts"]))
                 return NativeSlackStream(self, str(response["ts"]))
-        ts = await self.send(PLACEHOLDER)
+        ts = await self.send(PLACEHOLDER, answer=True)
+        if ts is not None:
+            await self.journal.note(ts)
         return SlackStream(self, ts)
 
 
@@ -120,11 +174,17 @@ class SlackStream:
         self._shown = text
         return True
 
+    async def replace(self, text: str, blocks: list[dict[str, Any]] | None) -> bool:
+        """Show `text` in this message; False when it cannot be edited any more."""
+        return await self._update(text, blocks)
+
     async def finish(self, reply: Reply) -> None:
         parts = render.messages(reply)
         text, blocks = parts[0]
         if not await self._update(text, blocks):
-            await self._channel.send(text, blocks)
+            ts = await self._channel.send(text, blocks, answer=True)
+            if ts is not None:
+                await self._channel.journal.note(ts)
         for text, blocks in parts[1:]:
             await self._channel.send(text, blocks)
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import OrderedDict
+from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,7 +29,7 @@ from fastapi.responses import JSONResponse
 from adapters.base import DestinationUnavailable, InFlight
 from adapters.http import read_capped
 from adapters.teams import escalations, inbound, render
-from adapters.teams.channel import TeamsReplyChannel
+from adapters.teams.channel import ResumedTeamsChannel, TeamsReplyChannel
 from adapters.teams.escalations import TeamsOutlet
 from adapters.teams.proactive import Proactive
 from adapters.teams.references import TeamsConversations
@@ -43,10 +45,16 @@ from adapters.teams.wiring import (
 from bot.engine import Engine
 from bot.escalation.store import Actor
 from bot.model import Author, Message
+from bot.store.inbox import Journal
 from bot.store.repository import StorageUnavailable
 
 log = structlog.get_logger(__name__)
 
+# A message is acknowledged once its question is in the inbox; this long at most (Bot Framework
+# retries a request that takes more than about 15 seconds).
+ACCEPT_SECONDS = 10.0
+# Set in each turn's task: the event `_receive` waits for before it answers the HTTP request.
+_ACCEPTED: ContextVar[asyncio.Event | None] = ContextVar("teams_accepted", default=None)
 MAX_BODY_BYTES = 512 * 1024  # Teams activities are far smaller; attachments travel as URLs
 # The hosts of Microsoft's Bot Framework connectors (Teams, the Bot Framework Service and the
 # government and China clouds). A bot may call only these unless told otherwise.
@@ -166,11 +174,20 @@ class TeamsAdapter:
             if reply is None:
                 return Response(status_code=200)
             return JSONResponse(reply.body or {}, status_code=reply.status)
-        self._in_flight.spawn(self._run(identity, activity, data))
+        # Acknowledged once a question is in the inbox (or the activity needs no answer), while
+        # the answer goes on in the background.
+        accepted = asyncio.Event()
+        turn = self._in_flight.spawn(self._run(identity, activity, data, accepted))
+        waiting = asyncio.ensure_future(accepted.wait())
+        await asyncio.wait({turn, waiting}, timeout=ACCEPT_SECONDS,
+                           return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
         return Response(status_code=200)
 
-    async def _run(self, identity: Any, activity: Any,
-                   body: dict[str, Any]) -> InvokeReply | None:
+    async def _run(self, identity: Any, activity: Any, body: dict[str, Any],
+                   accepted: asyncio.Event | None = None) -> InvokeReply | None:
+        if accepted is not None:
+            _ACCEPTED.set(accepted)
         with self._in_flight.track():
             try:
                 return await self._connection.run_turn(identity, activity, body, self._on_turn)
@@ -225,10 +242,30 @@ class TeamsAdapter:
             mentioned=not personal, direct=personal,
             channel_name=inbound.channel_name(activity),
             raw={"id": activity["id"], "conversation_id": activity["conversation"]["id"]})
+        accepted = await self._engine.accept(
+            message, route={"conversation": str(activity["conversation"]["id"])})
+        signal = _ACCEPTED.get()
+        if signal is not None:
+            signal.set()
         channel = TeamsReplyChannel(turn, personal=personal,
-                                    update_interval=self._update_interval)
+                                    update_interval=self._update_interval,
+                                    journal=accepted.journal)
         await channel.typing()
-        await self._engine.handle(message, channel)
+        await self._engine.respond(accepted, channel)
+
+    async def resume(self, route: Mapping[str, Any],
+                     journal: Journal) -> ResumedTeamsChannel | None:
+        """A reply channel into the conversation a question came from, for the inbox's
+        retries (through its stored conversation reference)."""
+        conversation = str(route.get("conversation") or "")
+        if not conversation:
+            return None
+        try:
+            await self._proactive.reference(conversation)
+        except DestinationUnavailable as exc:
+            log.warning("teams.resume_unreachable", reason=str(exc))
+            return None
+        return ResumedTeamsChannel(self._proactive, conversation, journal)
 
     async def _on_invoke(self, turn: Turn) -> InvokeReply:
         activity = turn.activity

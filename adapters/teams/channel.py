@@ -15,10 +15,12 @@ from typing import Any
 
 import structlog
 
-from adapters.base import ReplyStream
+from adapters.base import DestinationUnavailable, ReplyStream
 from adapters.teams import render
+from adapters.teams.proactive import Proactive
 from adapters.teams.wiring import ConnectorError, Turn
 from bot.model import Reply
+from bot.store.inbox import Journal, unjournaled
 
 log = structlog.get_logger(__name__)
 
@@ -28,10 +30,13 @@ TYPING_EVERY = 3.0  # Teams shows a typing indicator for a few seconds
 
 
 class TeamsReplyChannel:
-    def __init__(self, turn: Turn, *, personal: bool, update_interval: float = 1.0) -> None:
+    def __init__(self, turn: Turn, *, personal: bool, update_interval: float = 1.0,
+                 journal: Journal | None = None) -> None:
         self.turn = turn
         self.personal = personal
         self.update_interval = update_interval
+        # The answer's message, noted so that a retry after a crash edits it (no second answer)
+        self.journal = journal or unjournaled()
 
     async def send(self, activity: dict[str, Any]) -> str | None:
         """Post one activity; its id, or None when the connector refused (logged, not raised:
@@ -47,8 +52,10 @@ class TeamsReplyChannel:
         await self.send({"type": "typing"})
 
     async def post(self, reply: Reply) -> None:
-        for activity in render.messages(reply):
-            await self.send(activity)
+        for number, activity in enumerate(render.messages(reply)):
+            posted = await self.send(activity)
+            if number == 0 and posted and not reply.aside:
+                await self.journal.note(posted)
 
     async def stream(self) -> ReplyStream:
         if not self.personal:
@@ -96,6 +103,8 @@ class TeamsStream:
     async def begin(self) -> None:
         self._stream_id = await self._channel.send(
             {"type": "typing", "text": INFORMATIVE, "entities": [self._info("informative")]})
+        if self._stream_id:
+            await self._channel.journal.note(self._stream_id)
         self._last_update = time.monotonic()
 
     @property
@@ -125,5 +134,49 @@ class TeamsStream:
             final = {**first, "entities": [*first.get("entities", []), self._info("final")]}
             if await self._channel.send(final) is not None:
                 activities = activities[1:]
+            else:
+                await self._channel.post(reply)
+                return
         for activity in activities:
             await self._channel.send(activity)
+
+
+class ResumedTeamsChannel:
+    """A retried answer (its first worker died), delivered through the stored conversation
+    reference: whole, editing what the first attempt had posted."""
+
+    def __init__(self, proactive: Proactive, conversation_id: str, journal: Journal) -> None:
+        self._proactive = proactive
+        self._conversation = conversation_id
+        self.journal = journal
+
+    async def post(self, reply: Reply) -> None:
+        activities = render.messages(reply)
+        earlier = None if reply.aside else self.journal.existing()
+        try:
+            if earlier is not None:
+                try:
+                    await self._proactive.update(self._conversation, earlier, activities[0])
+                    activities = activities[1:]
+                except ConnectorError as exc:  # gone: the answer is posted anew
+                    log.info("teams.resumed_update_failed", status=exc.status)
+            posted = await self._proactive.send(self._conversation, activities)
+        except (DestinationUnavailable, ConnectorError) as exc:
+            log.error("teams.resumed_answer_not_delivered", error=str(exc)[:200])
+            return
+        if posted and posted[0] and earlier is None and not reply.aside:
+            await self.journal.note(posted[0])
+
+    async def stream(self) -> ReplyStream:
+        return _Whole(self)
+
+
+class _Whole:
+    def __init__(self, channel: ResumedTeamsChannel) -> None:
+        self._channel = channel
+
+    async def append(self, text: str) -> None:
+        pass
+
+    async def finish(self, reply: Reply) -> None:
+        await self._channel.post(reply)

@@ -102,7 +102,7 @@ class KbScheduler:
         worker runs its own copy (the work is claimed row by row)."""
         self._scheduler.add_job(func, "interval", seconds=seconds, id=job_id, jobstore="memory",
                                 replace_existing=True, coalesce=True, max_instances=1,
-                                misfire_grace_time=int(seconds))
+                                misfire_grace_time=max(1, int(seconds)))
 
     @property
     def next_run_time(self) -> datetime | None:

@@ -6,8 +6,9 @@ database, not a check-then-write in Python, decides which one wins.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,8 +16,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.model import ConversationKey
+from bot.store.inbox import WORKING
 from bot.store.repository import Repository
-from bot.store.tables import Conversation, Feedback, StoredMessage, utcnow
+from bot.store.tables import Conversation, Feedback, InboxEntry, StoredMessage, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,17 @@ class Turn:
     id: int
     role: str
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRow:
+    """The inbox entry written with a user's turn (see `bot.store.inbox`)."""
+
+    platform: str
+    envelope: Mapping[str, Any]
+    route: Mapping[str, Any]
+    worker: str
+    lease: timedelta
 
 
 @dataclass(slots=True)
@@ -63,14 +76,26 @@ class ConversationStore(Repository):
         assert state is not None
         return state
 
+    async def state(self, conversation_id: int) -> ConversationState | None:
+        async with self._session() as session:
+            row = (await session.execute(
+                select(Conversation.id, Conversation.summary, Conversation.summary_through_id)
+                .where(Conversation.id == conversation_id))).one_or_none()
+        if row is None:
+            return None
+        return ConversationState(id=row.id, summary=row.summary,
+                                 summary_through_id=row.summary_through_id)
+
     async def find(self, key: ConversationKey) -> ConversationState | None:
         async with self._session() as session:
             return await _state(session, key)
 
     async def add_user_message(self, conversation_id: int, *, external_id: str, author_id: str,
                                author_name: str, text: str,
-                               attachments: Sequence[dict[str, Any]]) -> int | None:
-        """Store the user's turn; None when this message was already stored (a redelivery)."""
+                               attachments: Sequence[dict[str, Any]],
+                               inbox: InboxRow | None = None) -> tuple[int, int | None] | None:
+        """Store the user's turn and, in the same transaction, its inbox entry: (turn id,
+        entry id), or None when this message was already stored (a redelivery)."""
         async with self._session() as session:
             result = await session.execute(
                 self._insert(StoredMessage)
@@ -81,7 +106,17 @@ class ConversationStore(Repository):
                         cost_usd=Decimal(0))
                 .on_conflict_do_nothing(index_elements=["conversation_id", "external_id"])
                 .returning(StoredMessage.id))
-            return result.scalar_one_or_none()
+            turn = result.scalar_one_or_none()
+            if turn is None or inbox is None:
+                return None if turn is None else (turn, None)
+            entry = InboxEntry(message_id=turn, conversation_id=conversation_id,
+                               platform=inbox.platform, state=WORKING,
+                               envelope=dict(inbox.envelope), route=dict(inbox.route), posted={},
+                               worker=inbox.worker, lease_until=utcnow() + inbox.lease,
+                               attempts=1)
+            session.add(entry)
+            await session.flush()
+            return turn, entry.id
 
     async def update_user_text(self, message_id: int, text: str,
                                attachments: Sequence[dict[str, Any]]) -> None:

@@ -8,12 +8,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import migrations
 
 MIGRATIONS_DIR = Path(migrations.__file__).parent
+MIGRATION_LOCK = 0x626F74687562  # "bothub": the advisory lock held while migrating
 
 
 def alembic_config() -> Config:
@@ -42,6 +44,11 @@ async def upgrade(engine: AsyncEngine) -> tuple[str | None, str | None]:
         config = alembic_config()
 
         def run(connection: Connection) -> None:
+            if connection.dialect.name == "postgresql":
+                # Workers starting together migrate one at a time; the others then find the
+                # schema at head (alembic reads the version after the lock) and do nothing.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": MIGRATION_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 

@@ -528,3 +528,95 @@ def test_fifty_concurrent_conversations_each_get_their_own_answer(
         final = answer(fake_teams, question["conversation"]["id"], timeout=30)
         assert final["text"] == f"You said: question number {n}"
         assert len(messages(fake_teams, question["conversation"]["id"])) == 1
+
+
+# -- a worker that dies mid-answer -----------------------------------------------------------
+
+async def _kill_the_worker_and_take_over(server: TeamsServer) -> None:
+    """The worker dies (its turns are cancelled mid-answer), its leases run out, and the inbox
+    sweep answers again through the stored conversation reference."""
+    import asyncio
+
+    from sqlalchemy import update
+
+    from bot.store.tables import InboxEntry, utcnow
+
+    for task in list(server.teams._in_flight._tasks):
+        task.cancel()
+    await asyncio.sleep(0.1)
+    async with server.hub.database.begin() as connection:
+        await connection.execute(update(InboxEntry).values(lease_until=utcnow()))
+    await server.hub.redelivery.tick()
+    await server.hub.redelivery.drain()
+
+
+async def _inbox_rows(server: LiveServer) -> list[Any]:
+    from sqlalchemy import select
+
+    from bot.store.tables import InboxEntry
+
+    async with server.hub.database.connect() as connection:
+        return list((await connection.execute(
+            select(InboxEntry.state, InboxEntry.attempts, InboxEntry.route, InboxEntry.posted)
+            .order_by(InboxEntry.id))).all())
+
+
+def test_a_personal_answer_cut_short_by_a_dead_worker_is_finished_in_its_streamed_message(
+        server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
+    fake_openai.queue(ScriptedReply(text="partly written " * 60, chunk_delay=0.05))
+    activity = fake_teams.message("where are my invoices?")
+    conversation = activity["conversation"]["id"]
+    assert post(server, activity).status_code == 200
+    growing = wait_for(lambda: [a for a in fake_teams.activities(conversation)
+                                if (streaminfo(a) or {}).get("streamType") == "streaming"])
+    stream_id = (streaminfo(growing[0]) or {})["streamId"]  # the worker dies mid-stream
+    assert fake_openai.chat_requests()
+
+    fake_openai.queue(ScriptedReply(text="Invoices are under Billing."))
+    server.run(_kill_the_worker_and_take_over(server))
+
+    [final] = fake_teams.messages(conversation)
+    assert final["id"] == stream_id and final["text"] == "Invoices are under Billing."
+    assert any(a.get("contentType") == "application/vnd.microsoft.card.adaptive"
+               for a in final.get("attachments") or [])  # the feedback card, as usual
+    [edit] = fake_teams.updates(conversation, activity_id=stream_id)  # a PUT of that message
+    assert edit["type"] == "message" and edit["text"] == "Invoices are under Billing."
+    posted = [c for c in fake_teams.calls("POST") if c.conversation_id == conversation]
+    assert not [c for c in posted if (c.body or {}).get("type") == "message"]  # no new post
+    assert len(fake_openai.chat_requests()) == 2
+    [(state, attempts, _route, noted)] = server.run(_inbox_rows(server))
+    assert (state, attempts, noted) == ("done", 2, {"answer": stream_id})
+
+
+def test_a_channel_answer_lost_with_its_worker_is_posted_once_after_the_takeover(
+        server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
+    fake_openai.queue(ScriptedReply(text="never finished", delay=30))
+    question = fake_teams.message("where are the invoices?", scope="channel", mention_bot=True)
+    conversation = question["conversation"]["id"]
+    assert post(server, question).status_code == 200
+    wait_for(lambda: fake_openai.chat_requests())  # the model is writing; nothing is shown
+    assert messages(fake_teams, conversation) == []
+
+    fake_openai.queue(ScriptedReply(text="Invoices are under Billing."))
+    server.run(_kill_the_worker_and_take_over(server))
+
+    [final] = fake_teams.messages(conversation)
+    assert final["text"] == "Invoices are under Billing." and streaminfo(final) is None
+    assert final["conversation"]["id"] == conversation  # in the question's reply chain
+    assert fake_teams.updates() == []
+    assert len(fake_openai.chat_requests()) == 2
+    [(state, attempts, _route, noted)] = server.run(_inbox_rows(server))
+    assert (state, attempts, noted) == ("done", 2, {"answer": final["id"]})
+
+
+def test_a_message_is_acknowledged_only_once_its_question_is_in_the_inbox(
+        server: TeamsServer, fake_teams: FakeBotFramework, fake_openai: FakeOpenAI) -> None:
+    fake_openai.queue(ScriptedReply(text="Slowly but surely.", delay=1.5))
+    activity = fake_teams.message("is this kept if you crash?")
+    conversation = activity["conversation"]["id"]
+    assert post(server, activity).status_code == 200
+    [(state, attempts, route, _posted)] = server.run(_inbox_rows(server))  # right after the 200
+    assert (state, attempts, route) == ("working", 1, {"conversation": conversation})
+    assert fake_teams.messages(conversation) == []  # the answer is still being written
+    assert answer(fake_teams, conversation)["text"] == "Slowly but surely."
+    wait_for(lambda: server.run(_inbox_rows(server))[0][0] == "done")

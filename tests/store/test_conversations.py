@@ -76,9 +76,9 @@ async def test_turns_keep_order_skip_failed_answers_and_respect_the_summary(
                                             author_name="Ada", text=f"question {n}",
                                             attachments=[{"name": "a.png"}])
         assert user is not None
-        ids.append(user)
+        ids.append(user[0])
         status = "failed" if n == 1 else "ok"
-        await store.add_answer(conversation.id, user, AnswerRecord(
+        await store.add_answer(conversation.id, user[0], AnswerRecord(
             text=f"answer {n}", mode="model", status=status, model="gpt-4o", tokens_in=10,
             tokens_out=5))
     turns = await store.turns(conversation.id, after_id=None)
@@ -113,9 +113,10 @@ async def test_unicode_and_large_text_round_trip(store: ConversationStore) -> No
 
 async def test_feedback_is_one_vote_per_user_and_answer(store: ConversationStore) -> None:
     conversation = await store.open(KEY)
-    user_turn = await store.add_user_message(conversation.id, external_id="q", author_id="U1",
-                                             author_name="Ada", text="hi", attachments=[])
-    assert user_turn is not None
+    stored = await store.add_user_message(conversation.id, external_id="q", author_id="U1",
+                                          author_name="Ada", text="hi", attachments=[])
+    assert stored is not None
+    user_turn = stored[0]
     assert await store.record_feedback(user_turn, "U1", -1) is None  # no answer yet
     answer = await store.add_answer(conversation.id, user_turn, AnswerRecord(text="a",
                                                                              mode="model"))
