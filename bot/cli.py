@@ -22,11 +22,13 @@ from bot.kb_cli import kb
 from bot.model import Author, ConversationKey, Message
 from bot.store import migrate as migrations
 from bot.store.database import create_engine
+from bot.usage_cli import usage
 
 app = typer.Typer(help="bothub: a support assistant for Slack, Discord, Teams and the web.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 app.add_typer(kb, name="kb")
 app.add_typer(escalations, name="escalations")
+app.command("usage")(usage)
 FAILED = {Outcome.MODEL_FAILED, Outcome.STORAGE_FAILED}
 
 

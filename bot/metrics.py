@@ -35,3 +35,12 @@ RATE_LIMITED = Counter("bothub_rate_limited_total", "Questions not answered: too
 REDACTED = Counter("bothub_redacted_total", "Secrets and personal data removed", ["direction"])
 INJECTION_ATTEMPTS = Counter("bothub_injection_attempts_total",
                              "Messages that look like prompt injection (answered as data)")
+INBOX_TAKEN_OVER = Counter("bothub_inbox_taken_over_total",
+                           "Answers taken over from the inbox: a dead worker's (resumed) or "
+                           "owed after a model outage (follow_up)", ["platform", "kind"])
+BUDGET_EXCEEDED = Counter("bothub_budget_exceeded_total",
+                          "Answers given while their workspace was over budget, by platform and "
+                          "what was done instead (cheaper_model or retrieval_only)",
+                          ["platform", "action"])
+ANSWER_CACHE = Counter("bothub_answer_cache_total",
+                       "Answer cache lookups, by result (hit, miss, error)", ["result"])

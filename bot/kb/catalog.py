@@ -168,6 +168,23 @@ class KbCatalog(Repository):
                     func.sum(KbDocument.chunk_count), 0)).group_by(KbDocument.source))
             return {row[0]: (int(row[1]), int(row[2])) for row in rows}
 
+    async def version(self) -> str:
+        """A short string that changes whenever what retrieval can find changes, for keys of
+        cached answers: the documents' count, chunks and latest change (a document row is
+        written once its chunks are indexed, and deleted with them), and the last sync run
+        that changed anything. A sync that found nothing new leaves it as it was, so cached
+        answers outlive a nightly sync with no changes. One aggregate query."""
+        last_change = (select(func.max(KbSyncRun.id))
+                       .where(KbSyncRun.added + KbSyncRun.updated + KbSyncRun.deleted > 0)
+                       .scalar_subquery())
+        async with self._session() as session:
+            row = (await session.execute(select(
+                func.count(KbDocument.id), func.coalesce(func.sum(KbDocument.chunk_count), 0),
+                func.max(KbDocument.updated_at), last_change))).one()
+        documents, chunks, changed_at, run = row
+        stamp = _utc(changed_at).strftime("%Y%m%dT%H%M%S.%f") if changed_at else "-"
+        return f"r{run or 0}.d{documents}.c{chunks}.{stamp}"
+
     async def add_entry(self, source: str, title: str, body: str, url: str = "") -> int:
         async with self._session() as session:
             entry = KbEntry(source=source, title=title, body=body, url=url)

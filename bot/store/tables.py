@@ -6,7 +6,7 @@ two disagree.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -298,3 +299,42 @@ SLACK_INSTALLATIONS = "slack_installations"
 SLACK_BOTS = "slack_bots"
 AsyncSQLAlchemyInstallationStore.build_installations_table(Base.metadata, SLACK_INSTALLATIONS)
 AsyncSQLAlchemyInstallationStore.build_bots_table(Base.metadata, SLACK_BOTS)
+
+
+# An answer's cost, found by conversation and time: what a workspace spent since the start of
+# its budget's day or month (bot.usage.UsageStore.spent) without reading its whole history.
+# Partial (answers only): queries name `role = 'assistant'` literally so both databases use it.
+Index("ix_messages_answers_by_time", StoredMessage.conversation_id, StoredMessage.created_at,
+      sqlite_where=text("role = 'assistant'"), postgresql_where=text("role = 'assistant'"))
+
+
+class BudgetAlert(Base):
+    """A budget warning or breach that was announced: one row per workspace, period and
+    threshold (a percentage; 100 is the limit itself). Several workers see a budget trip at
+    the same moment; the one whose insert wins announces it, so operators hear it once."""
+
+    __tablename__ = "budget_alerts"
+    __table_args__ = (UniqueConstraint("platform", "workspace", "period_kind", "period_start",
+                                       "threshold", name="uq_budget_alerts_once"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    workspace: Mapped[str] = mapped_column(String(128))
+    period_kind: Mapped[str] = mapped_column(String(8))  # day | month
+    period_start: Mapped[date] = mapped_column(Date)  # in the budgets' time zone
+    threshold: Mapped[int] = mapped_column(Integer)
+    spent_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6))
+    limit_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AnswerCacheEntry(Base):
+    """A cached answer, keyed by the digest of its question and everything that shaped it
+    (bot.answer_cache). Expired rows are ignored when read and deleted now and then."""
+
+    __tablename__ = "answer_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
