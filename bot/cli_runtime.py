@@ -11,7 +11,7 @@ from rich.console import Console
 
 from bot.app import Hub
 from bot.config import ConfigError, Settings, load_settings
-from bot.logging import configure as configure_logging
+from bot.logging import configure_for
 from bot.store.repository import StorageUnavailable
 
 out = Console()
@@ -24,7 +24,7 @@ def settings() -> Settings:
         loaded = load_settings()
     except ConfigError as exc:
         fail(str(exc))
-    configure_logging(loaded.log_level, loaded.log_format)
+    configure_for(loaded)
     return loaded
 
 
