@@ -55,6 +55,25 @@ DEFAULT_TRANSCRIPT = "This is a transcribed voice message."
 DEFAULT_EMBEDDING_DIMENSIONS = 1536
 IMAGE_PART_TOKENS = 85
 MODELS = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small", "whisper-1")
+# /v1/moderations flags an input that contains the marker word (case-insensitive), in these
+# categories; FakeOpenAI.moderation_marker / moderation_categories change both.
+DEFAULT_MODERATION_MARKER = "FLAGME"
+DEFAULT_MODERATION_CATEGORIES = ("harassment",)
+MODERATION_CATEGORIES = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/instructions",
+    "self-harm/intent",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
 # `retry-after: 0` is ignored by the SDK (it only honours delays > 0 and then falls back to
 # 0.5 s exponential backoff), so fast scripted failures use the millisecond header instead.
 FAST_RETRY_HEADERS: dict[str, str] = {"retry-after-ms": "1"}
@@ -94,6 +113,8 @@ class RecordedRequest:
     files: dict[str, tuple[str, bytes, str]]  # field -> (filename, content, content_type)
     # True if the reply carried scripted tool calls although the request sent no `tools`.
     tool_calls_without_tools: bool = False
+    # time.monotonic() when the request arrived: tests measure the SDK's retry waits with it.
+    received_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -122,6 +143,14 @@ class ScriptedReply:
     "tool_calls". They are sent even if the request had no `tools` (the recorded request then
     has `tool_calls_without_tools=True`). In a stream, `disconnect_after_chunks` counts content
     and tool-call chunks after the opening one.
+
+    Garbled answers (streams only, counted like `disconnect_after_chunks`): `end_after_chunks`
+    ends the HTTP body cleanly after that many chunks, with no `finish_reason`, usage or
+    `[DONE]`; `error_after_chunks` sends an error event (`data: {"error": {...}}`, message
+    `error_message`) after that many chunks, then ends the body. `body` replaces the whole
+    answer with these bytes, sent with status 200 and `headers` (content type
+    `text/event-stream` unless `headers` says otherwise): an empty stream, a non-SSE body, a
+    truncated `data:` line.
     """
 
     text: str | None = None
@@ -132,6 +161,10 @@ class ScriptedReply:
     disconnect_after_chunks: int | None = None
     malformed: bool = False
     tool_calls: list[ScriptedToolCall] | None = None
+    end_after_chunks: int | None = None
+    error_after_chunks: int | None = None
+    error_message: str = "The server had an error while processing your request."
+    body: bytes | None = None
 
 
 # Per-request storage: the middleware's record, and the raw body to tell "no JSON" from "bad JSON".
@@ -275,6 +308,14 @@ class FakeOpenAI(BackgroundServer):
         self._lock = threading.Lock()
         self._script: collections.deque[ScriptedReply] = collections.deque()
         self._tool_call_ids = itertools.count(1)
+        self.moderation_marker: str = DEFAULT_MODERATION_MARKER
+        self.moderation_categories: list[str] = list(DEFAULT_MODERATION_CATEGORIES)
+        # Every moderation request gets this instead, when set: its `status` (with `text` as the
+        # message and `headers`), after its `delay`, or its `body` as a 200 (JSON by default).
+        self.moderation_fault: ScriptedReply | None = None
+        # A model that is down: every chat request for it gets this reply (never consumed,
+        # ahead of the queue), e.g. {"gpt-4o": ScriptedReply(status=503)}.
+        self.model_faults: dict[str, ScriptedReply] = {}
 
     # -- lifecycle (start/stop/with: see BackgroundServer) -------------------------------------
 
@@ -296,6 +337,10 @@ class FakeOpenAI(BackgroundServer):
         self.default_delay = 0.0
         self.default_chunk_delay = 0.0
         self.api_key = DEFAULT_API_KEY
+        self.moderation_marker = DEFAULT_MODERATION_MARKER
+        self.moderation_categories = list(DEFAULT_MODERATION_CATEGORIES)
+        self.moderation_fault = None
+        self.model_faults = {}
 
     def queue(self, *replies: ScriptedReply) -> None:
         """Script the next chat completions, first in first out; each request pops one."""
@@ -353,6 +398,7 @@ class FakeOpenAI(BackgroundServer):
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/v1/audio/transcriptions", self._transcriptions)
         app.router.add_get("/v1/models", self._list_models)
+        app.router.add_post("/v1/moderations", self._moderations)
         app.router.add_get("/v1/models/{model}", self._get_model)
         return app
 
@@ -414,12 +460,19 @@ class FakeOpenAI(BackgroundServer):
         return error_response(400, "you must provide a model parameter", param="model")
 
     async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
-        scripted = self._pop_script() or ScriptedReply()
+        requested = (request[_RECORD_KEY].json or {}).get("model")
+        fault = self.model_faults.get(requested) if isinstance(requested, str) else None
+        scripted = fault or self._pop_script() or ScriptedReply()
         delay = scripted.delay or self.default_delay
         if delay > 0:
             await asyncio.sleep(delay)
         if scripted.status != 200:
             return error_response(scripted.status, scripted.text, headers=scripted.headers)
+        if scripted.body is not None:
+            return web.Response(
+                body=scripted.body,
+                headers={hdrs.CONTENT_TYPE: "text/event-stream; charset=utf-8", **scripted.headers},
+            )
 
         body = self._json_body(request)
         if isinstance(body, web.Response):
@@ -557,11 +610,17 @@ class FakeOpenAI(BackgroundServer):
                 if index == scripted.disconnect_after_chunks:
                     _drop_connection(request)
                     return response
+                if index in (scripted.end_after_chunks, scripted.error_after_chunks):
+                    await self._end_garbled(response, scripted)
+                    return response
                 if chunk_delay > 0:
                     await asyncio.sleep(chunk_delay)
                 await _send_event(response, chunk(delta))
             if scripted.disconnect_after_chunks is not None:
                 _drop_connection(request)  # asked for more chunks than the answer has
+                return response
+            if scripted.end_after_chunks is not None or scripted.error_after_chunks is not None:
+                await self._end_garbled(response, scripted)  # more chunks than the answer has
                 return response
             if chunk_delay > 0:
                 await asyncio.sleep(chunk_delay)
@@ -576,6 +635,63 @@ class FakeOpenAI(BackgroundServer):
         except ConnectionError:
             pass  # the client stopped reading (closed the stream early or timed out)
         return response
+
+    @staticmethod
+    async def _end_garbled(response: web.StreamResponse, scripted: ScriptedReply) -> None:
+        """End a stream early: an error event first if scripted, never `[DONE]`."""
+        if scripted.error_after_chunks is not None:
+            error = {
+                "message": scripted.error_message,
+                "type": "server_error",
+                "param": None,
+                "code": None,
+            }
+            await _send_event(response, {"error": error})
+        await response.write_eof()
+
+    async def _moderations(self, request: web.Request) -> web.StreamResponse:
+        """Flag each input containing `moderation_marker`, unless `moderation_fault` is set."""
+        fault = self.moderation_fault
+        if fault is not None:
+            if fault.delay > 0:
+                await asyncio.sleep(fault.delay)
+            if fault.status != 200:
+                return error_response(fault.status, fault.text, headers=fault.headers)
+            if fault.body is not None:
+                return web.Response(
+                    body=fault.body,
+                    headers={hdrs.CONTENT_TYPE: "application/json", **fault.headers},
+                )
+        body = self._json_body(request)
+        if isinstance(body, web.Response):
+            return body
+        texts = _moderation_inputs(body.get("input"))
+        if texts is None:
+            return error_response(400, "'$.input' is invalid.", param="input")
+        marker = self.moderation_marker.lower()
+        results = []
+        for text in texts:
+            flagged = bool(marker) and marker in text.lower()
+            hits = set(self.moderation_categories) if flagged else set()
+            results.append(
+                {
+                    "flagged": flagged,
+                    "categories": {name: name in hits for name in MODERATION_CATEGORIES},
+                    "category_scores": {
+                        name: 0.97 if name in hits else 0.0001 for name in MODERATION_CATEGORIES
+                    },
+                    "category_applied_input_types": {
+                        name: ["text"] if name in hits else [] for name in MODERATION_CATEGORIES
+                    },
+                }
+            )
+        return web.json_response(
+            {
+                "id": "modr-" + uuid.uuid4().hex[:24],
+                "model": body.get("model") or "omni-moderation-latest",
+                "results": results,
+            }
+        )
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         body = self._json_body(request)
@@ -679,6 +795,26 @@ async def _send_event(response: web.StreamResponse, data: dict[str, Any]) -> Non
     """Write one SSE event exactly as OpenAI frames it: `data: {json}` and a blank line."""
     payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     await response.write(b"data: " + payload.encode("utf-8") + b"\n\n")
+
+
+def _moderation_inputs(value: Any) -> list[str] | None:
+    """The texts of a moderation `input`: a string, strings, or multi-modal parts (an image
+    part counts as an empty text); None if invalid."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not value:
+        return None
+    texts = []
+    for item in value:
+        if isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, dict) and item.get("type") == "text":
+            texts.append(str(item.get("text", "")))
+        elif isinstance(item, dict) and item.get("type") == "image_url":
+            texts.append("")
+        else:
+            return None
+    return texts
 
 
 def _embedding_inputs(value: Any) -> list[str] | None:
