@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot.answer_cache import AnswerCache
+from bot.budgets import BudgetGuard
 from bot.config import Behaviour, Settings, load_behaviour
 from bot.engine import Engine
 from bot.escalation.desk import EscalationDesk, Saver
@@ -18,10 +21,13 @@ from bot.kb.catalog import SyncInProgress
 from bot.kb.knowledge import KnowledgeBase
 from bot.kb.schedule import KbScheduler
 from bot.llm import ChatModel
+from bot.log_redaction import configured_secrets, register_secrets
 from bot.ratelimit import Rate, RateLimiter
+from bot.redelivery import Redelivery
 from bot.store import migrate
 from bot.store.conversations import ConversationStore
 from bot.store.database import create_engine
+from bot.store.inbox import Inbox
 from bot.tokens import count_tokens
 
 log = structlog.get_logger(__name__)
@@ -45,6 +51,7 @@ class Hub:
     async def create(cls, settings: Settings, *, apply_migrations: bool = True) -> Hub:
         """Raises `ConfigError` for bad configuration; the database is migrated to head."""
         behaviour = load_behaviour(settings.config_file)
+        register_secrets(configured_secrets(settings, behaviour))  # never in a log line
         database = create_engine(settings.resolved_database_url)
         try:
             if apply_migrations:
@@ -56,6 +63,7 @@ class Hub:
             await database.dispose()
             raise
         store = ConversationStore(database)
+        inbox = Inbox(database, lease_seconds=settings.inbox_lease_seconds)
         model = ChatModel.from_settings(settings, behaviour)
         if model is None:
             log.warning("model.not_configured", hint="set OPENAI_API_KEY to answer with a model")
@@ -65,7 +73,11 @@ class Hub:
                    model=model, knowledge=knowledge,
                    engine=Engine(store, behaviour, model, knowledge,
                                  desk=_desk(settings, behaviour, database, store, knowledge),
-                                 limiter=_limiter(settings, behaviour)))
+                                 limiter=_limiter(settings, behaviour), inbox=inbox,
+                                 budgets=BudgetGuard.from_database(behaviour.budgets, database),
+                                 cache=AnswerCache.create(behaviour.cache, database,
+                                                          settings.redis_url),
+                                 kb_version=knowledge.catalog.version))
 
     async def start_services(self) -> None:
         """What `bothub serve` runs beside the HTTP server: the nightly sync, and a sync at
@@ -77,6 +89,7 @@ class Hub:
         if self.engine.desk is not None:
             self._scheduler.every(ESCALATION_SWEEP_SECONDS, self.engine.desk.sweep,
                                   job_id="escalation-sweep")
+        self._scheduler.every(self.redelivery.interval, self.redelivery.tick, job_id="inbox")
         if await self.knowledge.needs_sync():
             task = asyncio.create_task(self._first_sync())
             self._tasks.add(task)
@@ -90,9 +103,15 @@ class Hub:
         except Exception:
             log.exception("kb.first_sync_failed")
 
+    @cached_property
+    def redelivery(self) -> Redelivery:
+        assert self.engine.inbox is not None
+        return Redelivery(self.engine, self.engine.inbox)
+
     async def close(self) -> None:
         if self._scheduler is not None:
             self._scheduler.stop()
+        await self.redelivery.drain()
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -101,6 +120,7 @@ class Hub:
             await self.model.close()
         if self.engine.limiter is not None:
             await self.engine.limiter.close()
+        await self.engine.close()
         await self.database.dispose()
 
 

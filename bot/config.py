@@ -7,8 +7,10 @@ names the variable or the file and key so that an operator can fix it without re
 
 from __future__ import annotations
 
+import re
 import string
 from datetime import date
+from decimal import Decimal
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal
@@ -135,7 +137,21 @@ class Limits(BaseModel):
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     max_images_per_message: int = Field(default=4, ge=0, le=20)
     max_audio_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    # Per model of the fallback chain: how long it has to start answering, the SDK's retries
+    # and their waits included; then the longest silence allowed within its stream.
     model_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+
+
+class ModerationConfig(BaseModel):
+    """OpenAI's moderation endpoint as an extra input guardrail (and, with `check_output`, on
+    answers), used only when enabled and OPENAI_API_KEY is set. When the endpoint fails or is
+    slower than `timeout_seconds`, answering goes on without it (fail open)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    model: str = Field(default="omni-moderation-latest", min_length=1)
+    check_output: bool = False
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
 
 class ChannelOverride(BaseModel):
@@ -328,6 +344,76 @@ class FallbackModel(BaseModel):
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
 
 
+WORKSPACE_KEY = r"^[a-z0-9_-]+:.+$"
+
+
+class Budget(BaseModel):
+    """Spending limits for one workspace, in US dollars of model cost. Every workspace has its
+    own budget, even when it comes from `default`. Past a limit, the workspace's answers
+    switch to `action` until the day or month is over: a cheaper model, or passages from the
+    knowledge base without any model (which costs nothing)."""
+
+    model_config = ConfigDict(extra="forbid")
+    daily_usd: Decimal | None = Field(default=None, gt=0, le=10_000_000)
+    monthly_usd: Decimal | None = Field(default=None, gt=0, le=10_000_000)
+    action: Literal["cheaper_model", "retrieval_only"] = "cheaper_model"
+    cheaper_model: str = Field(default="gpt-4o-mini", min_length=1)
+    # Operators hear once when this share of a limit is spent; null: only when it is exceeded.
+    warn_at_percent: int | None = Field(default=80, ge=1, le=99)
+
+
+class BudgetConfig(BaseModel):
+    """`default` applies to every workspace not listed under `workspaces`, whose keys are
+    `platform:workspace` (`slack:T0123ABC`). A listed workspace inherits from `default`
+    whatever it does not set. Days and months start at midnight in `timezone`."""
+
+    model_config = ConfigDict(extra="forbid")
+    timezone: str = "UTC"
+    default: Budget = Budget()
+    workspaces: dict[str, Budget] = {}
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use a name like Europe/Berlin)"
+                             ) from None
+        return value
+
+    @field_validator("workspaces")
+    @classmethod
+    def _workspace_keys(cls, value: dict[str, Budget]) -> dict[str, Budget]:
+        wrong = [key for key in value if not re.match(WORKSPACE_KEY, key)]
+        if wrong:
+            raise ValueError("keys are 'platform:workspace', like 'slack:T0123ABC', not "
+                             + ", ".join(repr(key) for key in wrong))
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def for_workspace(self, platform: str, workspace: str) -> Budget:
+        """The workspace's own entry over `default`, field by field."""
+        own = self.workspaces.get(f"{platform}:{workspace}")
+        if own is None:
+            return self.default
+        return self.default.model_copy(
+            update={name: getattr(own, name) for name in own.model_fields_set})
+
+
+class AnswerCacheConfig(BaseModel):
+    """Answers to repeated first questions, served again without a model call while the
+    knowledge base, the model and the channel's policy are unchanged (Redis when REDIS_URL is
+    set, else the database)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    ttl_seconds: int = Field(default=86_400, ge=1, le=30 * 86_400)
+
+
 class ChannelPolicy(BaseModel):
     """The behaviour in force for one channel, after overrides."""
 
@@ -342,12 +428,15 @@ class Behaviour(BaseModel):
     persona: Persona = Persona()
     answer: AnswerPolicy = AnswerPolicy()
     limits: Limits = Limits()
+    moderation: ModerationConfig = ModerationConfig()
     channels: list[ChannelOverride] = []
     prices: dict[str, Price] = {}
     knowledge: KnowledgeConfig = KnowledgeConfig()
     discord: DiscordPolicy = DiscordPolicy()
     escalation: EscalationConfig = EscalationConfig()
     fallbacks: list[FallbackModel] = []
+    budgets: BudgetConfig = BudgetConfig()
+    cache: AnswerCacheConfig = AnswerCacheConfig()
 
     def policy_for(self, platform: str, workspace: str, channel: str) -> ChannelPolicy:
         """The last matching override wins, so specific rules go below general ones."""
@@ -446,6 +535,10 @@ class Settings(BaseSettings):
     config_file: Path | None = Field(default=None, validation_alias=_env("BOTHUB_CONFIG"))
     kb_dir: Path | None = Field(default=None, validation_alias=_env("BOTHUB_KB_DIR"))
     kb_sync_cron: str = Field(default="0 2 * * *", validation_alias=_env("BOTHUB_KB_SYNC_CRON"))
+    # How long a worker's hold on a question it is answering lasts without renewal: after a
+    # crash, another worker takes the question over within about this long.
+    inbox_lease_seconds: float = Field(default=60.0, ge=1, le=3600,
+                                       validation_alias=_env("BOTHUB_INBOX_LEASE_SECONDS"))
     admin_token: SecretStr | None = Field(default=None, validation_alias=_env("BOTHUB_ADMIN_TOKEN"))
     slack_bot_token: SecretStr | None = Field(default=None,
                                               validation_alias=_env("SLACK_BOT_TOKEN"))
@@ -455,6 +548,9 @@ class Settings(BaseSettings):
                                               validation_alias=_env("SLACK_APP_TOKEN"))
     slack_api_url: str = Field(default="https://slack.com/api/",
                                validation_alias=_env("SLACK_API_URL"))
+    # Slack's own chat streaming where the workspace offers it; off: the answer grows by edits
+    slack_native_streaming: bool = Field(default=True,
+                                         validation_alias=_env("SLACK_NATIVE_STREAMING"))
     slack_client_id: str | None = Field(default=None, validation_alias=_env("SLACK_CLIENT_ID"))
     slack_client_secret: SecretStr | None = Field(default=None,
                                                   validation_alias=_env("SLACK_CLIENT_SECRET"))
@@ -487,7 +583,8 @@ class Settings(BaseSettings):
     @field_validator("openai_api_key", "slack_bot_token", "slack_signing_secret",
                      "slack_app_token", "slack_client_id", "slack_client_secret",
                      "slack_state_secret", "discord_bot_token", "microsoft_app_id",
-                     "microsoft_app_password", "microsoft_app_tenant_id", mode="before")
+                     "microsoft_app_password", "microsoft_app_tenant_id", "admin_token",
+                     mode="before")
     @classmethod
     def _blank_key_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

@@ -2,19 +2,25 @@
 
 One place knows the SDK: streaming, usage and cost, transcription, and how its exceptions map to
 the few failure kinds the engine acts on. Retries are the SDK's own (`max_retries`), which honour
-`Retry-After`; nothing here retries on top of them, so attempts never multiply.
+`Retry-After`; nothing here retries on top of them, so attempts never multiply. Each model of the
+chain gets `limits.model_timeout_seconds` to start answering, its SDK retries included (the
+SDK would otherwise retry a hung model twice, each with the full timeout, before the next model
+is tried); after that the same timeout bounds each silence within the stream. A stream that
+ends without the model saying it finished (no `finish_reason`) is broken, not complete: an
+empty body, a non-SSE body, a truncated line.
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import openai
 import structlog
@@ -25,6 +31,7 @@ from bot import metrics
 from bot.config import Behaviour, Settings
 
 log = structlog.get_logger(__name__)
+_T = TypeVar("_T")
 
 
 class FailureKind(enum.StrEnum):
@@ -35,6 +42,10 @@ class FailureKind(enum.StrEnum):
     REJECTED = "rejected"  # 4xx: the request itself was refused (too large, content policy)
     UNAVAILABLE = "unavailable"  # 5xx after the SDK's retries
     BROKEN_STREAM = "broken_stream"
+
+
+class IncompleteStream(Exception):
+    """The answer's stream ended (cleanly, as HTTP goes) before the model said it finished."""
 
 
 class ModelError(Exception):
@@ -122,6 +133,7 @@ class ChatModel:
         self.transcribe_model = transcribe_model
         self._behaviour = behaviour
         self.targets = [Target(client, model), *fallbacks]
+        self._preferred: dict[str, Target] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, behaviour: Behaviour) -> ChatModel | None:
@@ -143,6 +155,10 @@ class ChatModel:
         return cls(client, model=settings.chat_model, transcribe_model=settings.transcribe_model,
                    behaviour=behaviour, fallbacks=fallbacks)
 
+    def available(self) -> bool:
+        """Some model of the chain is not paused by its breaker."""
+        return any(not target.breaker.open for target in self.targets)
+
     async def close(self) -> None:
         for client in {id(t.client): t.client for t in self.targets}.values():
             await client.close()
@@ -163,16 +179,26 @@ class ChatModel:
         metrics.COST.labels(model).inc(float(cost))
         return Usage(model=model, tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost)
 
+    def _chain(self, model: str | None) -> list[Target]:
+        """The fallback chain, led by `model` when one is asked for (a cheaper model once a
+        budget is spent), on the primary endpoint."""
+        if model is None or model == self.targets[0].model:
+            return self.targets
+        if model not in self._preferred:
+            self._preferred[model] = Target(self._client, model)
+        return [self._preferred[model], *self.targets]
+
     async def stream(self, messages: Sequence[dict[str, Any]], *, max_tokens: int,
-                     temperature: float, tools: Sequence[dict[str, Any]] = ()
-                     ) -> AsyncIterator[StreamEvent]:
+                     temperature: float, tools: Sequence[dict[str, Any]] = (),
+                     model: str | None = None) -> AsyncIterator[StreamEvent]:
         """Yield the answer's text as it arrives, the tool calls once complete, then one
         `StreamEnd` with usage and timings. A model that fails before its first token is
         replaced by the next of the chain; one that fails mid-answer ends the answer (the
         user has seen part of it: another model would start over)."""
         failure: ModelError | None = None
-        for target in self.targets:
-            if target.breaker.open:
+        refused: set[int] = set()  # clients whose key was refused: their other models too
+        for target in self._chain(model):
+            if target.breaker.open or id(target.client) in refused:
                 continue
             started = False
             try:
@@ -184,6 +210,8 @@ class ChatModel:
                 target.breaker.failure()
                 if started:
                     raise
+                if exc.kind is FailureKind.AUTH:
+                    refused.add(id(target.client))
                 failure = exc
                 log.warning("llm.falling_back", failed=target.model, kind=exc.kind.value)
                 continue
@@ -198,18 +226,22 @@ class ChatModel:
         started = time.monotonic()
         first_token: float | None = None
         usage: Any = None
+        finished = False  # a finish_reason (or the usage chunk that follows it) arrived
         calls: dict[int, list[str]] = {}  # index -> [name, arguments so far]
         options: dict[str, Any] = {"tools": list(tools), "tool_choice": "auto"} if tools else {}
         try:
-            response = await target.client.chat.completions.create(
-                model=target.model, messages=_as_params(messages),
-                max_completion_tokens=max_tokens, temperature=temperature, stream=True,
-                stream_options={"include_usage": True}, **options)
+            response = await _within(
+                self._behaviour.limits.model_timeout_seconds,
+                target.client.chat.completions.create(
+                    model=target.model, messages=_as_params(messages),
+                    max_completion_tokens=max_tokens, temperature=temperature, stream=True,
+                    stream_options={"include_usage": True}, **options))
             async with response:
                 async for chunk in response:
                     if chunk.usage is not None:
-                        usage = chunk.usage
+                        usage, finished = chunk.usage, True
                     for choice in chunk.choices:
+                        finished = finished or choice.finish_reason is not None
                         delta = choice.delta
                         for piece in (delta.tool_calls if delta else None) or []:
                             call = calls.setdefault(piece.index, ["", ""])
@@ -222,6 +254,8 @@ class ChatModel:
                                 first_token = time.monotonic() - started
                                 metrics.LLM_FIRST_TOKEN.labels(target.model).observe(first_token)
                             yield TextDelta(text)
+            if not finished:
+                raise IncompleteStream("the stream ended before the model finished its answer")
         except Exception as exc:
             raise self._failure(exc, "chat", target.model) from exc
         for name, arguments in calls.values():
@@ -236,23 +270,31 @@ class ChatModel:
         """One whole answer, for work the user does not watch (summaries); the fallback chain
         applies as for answers."""
         failure: ModelError | None = None
+        refused: set[int] = set()
         for target in self.targets:
-            if target.breaker.open:
+            if target.breaker.open or id(target.client) in refused:
                 continue
             started = time.monotonic()
             try:
-                completion = await target.client.chat.completions.create(
-                    model=target.model, messages=_as_params(messages),
-                    max_completion_tokens=max_tokens, temperature=0)
+                completion = await _within(
+                    self._behaviour.limits.model_timeout_seconds,
+                    target.client.chat.completions.create(
+                        model=target.model, messages=_as_params(messages),
+                        max_completion_tokens=max_tokens, temperature=0))
+                # A 200 that is not JSON comes back from the SDK as a plain string.
+                text = (completion.choices[0].message.content or "") \
+                    if completion.choices else ""
+                usage = completion.usage
             except Exception as exc:
                 target.breaker.failure()
                 failure = self._failure(exc, "complete", target.model)
+                if failure.kind is FailureKind.AUTH:
+                    refused.add(id(target.client))
                 continue
             target.breaker.success()
             metrics.LLM_LATENCY.labels(target.model, "complete").observe(
                 time.monotonic() - started)
-            text = completion.choices[0].message.content or "" if completion.choices else ""
-            return text.strip(), self._usage(target.model, completion.usage)
+            return text.strip(), self._usage(target.model, usage)
         raise failure or ModelError(FailureKind.UNAVAILABLE,
                                     "every model is paused after repeated failures")
 
@@ -276,7 +318,7 @@ class ChatModel:
 
 
 def classify(exc: Exception) -> FailureKind:
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError | TimeoutError):
         return FailureKind.TIMEOUT
     if isinstance(exc, openai.APIConnectionError):
         return FailureKind.UNREACHABLE
@@ -287,6 +329,15 @@ def classify(exc: Exception) -> FailureKind:
     if isinstance(exc, openai.APIStatusError):
         return FailureKind.UNAVAILABLE if exc.status_code >= 500 else FailureKind.REJECTED
     return FailureKind.BROKEN_STREAM
+
+
+async def _within(seconds: float, call: Awaitable[_T]) -> _T:
+    """`call` (a request with the SDK's retries and their waits) or a TimeoutError."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await call
+    except TimeoutError:
+        raise TimeoutError(f"no response within {seconds:g} s, retries included") from None
 
 
 def _json_object(text: str) -> dict[str, Any]:

@@ -17,7 +17,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters.base import EscalationOutlet
 from adapters.web import web_chat_router
 from bot import metrics
+from bot.admin import mount_admin
 from bot.app import Hub
+from bot.log_redaction import configured_secrets, register_secrets
+from bot.redelivery import Resumer
 
 log = structlog.get_logger(__name__)
 
@@ -36,8 +39,28 @@ async def _knowledge_health(hub: Hub) -> dict[str, object]:
                 "trigger": last.trigger}}
 
 
+async def health_report(hub: Hub) -> dict[str, object]:
+    """What /healthz (and /admin/api/health) answer: each component's state, and "ok" or
+    "degraded" overall (the database is the one part the hub cannot serve without)."""
+    started = time.monotonic()
+    components: dict[str, dict[str, object]] = {}
+    try:
+        await hub.store.ping()
+        components["database"] = {"state": "ok",
+                                  "latency_ms": round((time.monotonic() - started) * 1000, 1)}
+    except Exception as exc:
+        components["database"] = {"state": "down", "error": type(exc).__name__}
+    components["model"] = ({"state": "configured", "model": hub.engine.model_name}
+                           if hub.model else {"state": "not_configured"})
+    components["knowledge"] = await _knowledge_health(hub)
+    if hub.engine.limiter is not None:
+        components["limits"] = await hub.engine.limiter.health()
+    healthy = components["database"]["state"] == "ok"
+    return {"status": "ok" if healthy else "degraded", "components": components}
+
+
 def platform_adapters(hub: Hub, *, slack_update_interval: float = 1.0,
-                      slack_native_streaming: bool = True,
+                      slack_native_streaming: bool | None = None,
                       discord_update_interval: float = 1.0,
                       teams_update_interval: float = 1.0) -> list[Any]:
     """The adapters the settings ask for; each brings its own routes. Teams is always there:
@@ -56,7 +79,8 @@ def platform_adapters(hub: Hub, *, slack_update_interval: float = 1.0,
             signing_secret=secret.get_secret_value() if secret else None,
             app_token=app_token.get_secret_value() if app_token else None,
             api_url=settings.slack_api_url, update_interval=slack_update_interval,
-            native_streaming=slack_native_streaming))
+            native_streaming=settings.slack_native_streaming if slack_native_streaming is None
+            else slack_native_streaming))
     if settings.discord_bot_token is not None:
         from adapters.discord import DiscordAdapter
 
@@ -94,6 +118,8 @@ def create_app(hub: Hub, *, services: bool = True,
                adapters: list[Any] | None = None) -> FastAPI:
     """`services=False` leaves out the scheduler and the first sync (tests that do not need
     them); the app always closes the hub when it stops."""
+    # Before anything logs: no configured secret may reach a log line (see bot.log_redaction).
+    register_secrets(configured_secrets(hub.settings, hub.behaviour))
     adapters = platform_adapters(hub) if adapters is None else adapters
 
     @asynccontextmanager
@@ -104,11 +130,15 @@ def create_app(hub: Hub, *, services: bool = True,
             outlet = getattr(adapter, "outlet", None)
             if isinstance(outlet, EscalationOutlet) and hub.engine.desk is not None:
                 hub.engine.desk.register(outlet)
+            if isinstance(adapter, Resumer):
+                hub.redelivery.register(adapter)
         for adapter in adapters:
             try:
                 await adapter.start()
             except Exception:  # a platform that is down must not keep the others from serving
                 log.exception("adapter.start_failed", adapter=adapter.name)
+        if not admin_on:
+            log.info("admin.off", hint="set BOTHUB_ADMIN_TOKEN to enable /admin")
         log.info("bothub.ready", model=hub.engine.model_name or "none (no OPENAI_API_KEY)",
                  adapters=[adapter.name for adapter in adapters] or ["web"],
                  database=hub.database.url.render_as_string(hide_password=True))
@@ -143,28 +173,15 @@ def create_app(hub: Hub, *, services: bool = True,
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
-        started = time.monotonic()
-        components: dict[str, dict[str, object]] = {}
-        try:
-            await hub.store.ping()
-            components["database"] = {"state": "ok",
-                                      "latency_ms": round((time.monotonic() - started) * 1000, 1)}
-        except Exception as exc:
-            components["database"] = {"state": "down", "error": type(exc).__name__}
-        components["model"] = ({"state": "configured", "model": hub.engine.model_name}
-                               if hub.model else {"state": "not_configured"})
-        components["knowledge"] = await _knowledge_health(hub)
-        if hub.engine.limiter is not None:
-            components["limits"] = await hub.engine.limiter.health()
-        healthy = components["database"]["state"] == "ok"
         # 200 either way (the contract): the body says which part is down.
-        return JSONResponse({"status": "ok" if healthy else "degraded",
-                             "components": components})
+        return JSONResponse(await health_report(hub))
 
     @app.get("/metrics")
     async def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    admin_on = mount_admin(app, hub.settings.admin_token,
+                           health=lambda: health_report(hub))
     app.include_router(web_chat_router(hub.engine))
     for adapter in adapters:
         app.include_router(adapter.router())
