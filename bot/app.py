@@ -22,6 +22,7 @@ from bot.kb.knowledge import KnowledgeBase
 from bot.kb.schedule import KbScheduler
 from bot.llm import ChatModel
 from bot.log_redaction import configured_secrets, register_secrets
+from bot.moderation import Moderator
 from bot.ratelimit import Rate, RateLimiter
 from bot.redelivery import Redelivery
 from bot.store import migrate
@@ -77,7 +78,8 @@ class Hub:
                                  budgets=BudgetGuard.from_database(behaviour.budgets, database),
                                  cache=AnswerCache.create(behaviour.cache, database,
                                                           settings.redis_url),
-                                 kb_version=knowledge.catalog.version))
+                                 kb_version=knowledge.catalog.version,
+                                 moderator=Moderator.from_settings(settings, behaviour)))
 
     async def start_services(self) -> None:
         """What `bothub serve` runs beside the HTTP server: the nightly sync, and a sync at

@@ -32,6 +32,7 @@ from bot.kb.knowledge import Retrieval
 from bot.llm import ChatModel, FailureKind, ModelError, StreamEnd, TextDelta, ToolCall
 from bot.memory import ConversationMemory
 from bot.model import Author, Citation, ConversationKey, Message, Reply, ReplyMode
+from bot.moderation import Moderator
 from bot.prompt import build_messages
 from bot.ratelimit import RateLimiter
 from bot.store.conversations import (
@@ -98,8 +99,10 @@ class Engine:
                  desk: EscalationDesk | None = None,
                  limiter: RateLimiter | None = None, inbox: Inbox | None = None,
                  budgets: BudgetGuard | None = None, cache: AnswerCache | None = None,
-                 kb_version: Callable[[], Awaitable[str]] | None = None) -> None:
+                 kb_version: Callable[[], Awaitable[str]] | None = None,
+                 moderator: Moderator | None = None) -> None:
         self._store = store
+        self._moderator = moderator or Moderator(None, behaviour.moderation)
         self.inbox = inbox
         self._budgets = budgets if budgets is not None and budgets.enabled else None
         self._cache = cache if kb_version is not None else None
@@ -120,6 +123,7 @@ class Engine:
     async def close(self) -> None:
         if self._cache is not None:
             await self._cache.close()
+        await self._moderator.close()
 
     def model_available(self) -> bool:
         """Whether some model of the chain may answer now (not every breaker is open)."""
@@ -467,6 +471,15 @@ class Engine:
             await stream.finish(reply)
             return Result(Outcome.REFUSED, conversation.id, reply)
 
+        verdict = await self._moderator.check_input(prepared.text, images=prepared.image_urls)
+        if verdict.flagged:  # only the redacted text was sent to be checked
+            log.info("engine.moderation_flagged", categories=verdict.categories)
+            reply = Reply(replies.MODERATION_DECLINED, ReplyMode.NOTICE)
+            await self._record(conversation, user_turn, AnswerRecord(
+                text=reply.text, mode="moderation", status="notice",
+                error="moderation: " + ", ".join(verdict.categories)), log)
+            await stream.finish(reply)
+            return Result(Outcome.REFUSED, conversation.id, reply)
         history = await self._memory.recall(conversation, before_id=user_turn)
         cache_key = None
         if self._cache is not None and not history.turns and not history.summary and \
@@ -623,6 +636,10 @@ class Engine:
         blocked = self.desk.withheld(record.text, key) if self.desk and key else None
         if blocked is None and redaction.leaks_prompt(record.text, str(prompt[0]["content"])):
             blocked = "the system prompt"
+        if blocked is None and self._moderator.checks_output:
+            verdict = await self._moderator.check_output(record.text)
+            if verdict.flagged:
+                blocked = "moderation: " + ", ".join(verdict.categories)
         if blocked is not None:
             record.status, record.error = "withheld", f"blocked output pattern: {blocked}"[:200]
             reply = Reply(replies.WITHHELD, ReplyMode.NOTICE)

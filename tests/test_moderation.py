@@ -173,3 +173,28 @@ def test_the_yaml_section(tmp_path: Path) -> None:
     bad = write_config(tmp_path, "moderation:\n  enabeld: true\n")
     with pytest.raises(ConfigError, match=r"moderation\.enabeld: is not a known setting"):
         load_behaviour(bad)
+
+
+async def test_a_flagged_question_gets_a_polite_refusal_and_no_answer(
+        tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    from bot import replies
+    from bot.app import Hub
+    from bot.engine import Outcome
+    from tests.conftest import question, write_config
+    from tests.fakes.recording_channel import RecordingChannel
+
+    config = write_config(tmp_path, "moderation: {enabled: true, check_output: true}\n")
+    hub = await Hub.create(make_settings(tmp_path, fake_openai, config_file=config))
+    try:
+        channel = RecordingChannel()
+        result = await hub.engine.handle(question("FLAGME please"), channel)
+        assert result.outcome is Outcome.REFUSED
+        assert [r.text for r in channel.shown] == [replies.MODERATION_DECLINED]
+        assert fake_openai.chat_requests() == []  # the model never saw it
+
+        fake_openai.queue(ScriptedReply(text="Here is FLAGME content."))
+        withheld = RecordingChannel()
+        await hub.engine.handle(question("a clean question", thread="t2"), withheld)
+        assert withheld.shown[-1].text == replies.MODERATION_WITHHELD
+    finally:
+        await hub.close()
