@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from bot.app import Hub
 from bot.engine import Outcome
 from bot.replies import STORAGE_DOWN
@@ -38,7 +40,11 @@ async def test_read_only_database_connection(tmp_path: Path, fake_openai: FakeOp
         await hub.close()
 
 
-async def test_locked_database(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+async def test_locked_database(tmp_path: Path, fake_openai: FakeOpenAI,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.store import database
+
+    monkeypatch.setattr(database, "SQLITE_BUSY_SECONDS", 1.0)  # held for good: give up soon
     hub = await Hub.create(make_settings(tmp_path, fake_openai))
     try:
         locker = sqlite3.connect(_db_file(hub), isolation_level=None)

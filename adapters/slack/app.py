@@ -241,8 +241,9 @@ class SlackAdapter:
 
     async def _accept_message(self, message: Message, client: Any, channel: str,
                               team: str) -> None:
+        # `after`: the question's own ts (its answer comes after it in the thread)
         route = {"channel": channel, "thread_ts": message.key.thread, "team": team,
-                 "user": message.author.id}
+                 "user": message.author.id, "after": message.id}
         accepted = await self._engine.accept(message, route=route)
         self._in_flight.spawn(self._engine.respond(accepted, self._reply_channel(
             client, channel, message.key.thread, team=team, user=message.author.id,
@@ -256,7 +257,9 @@ class SlackAdapter:
             log.warning("slack.resume_unreachable", reason=str(exc))
             return None
         channel, thread_ts = str(route["channel"]), str(route["thread_ts"])
-        await adopt_earlier_answer(client, channel, thread_ts, journal)
+        await adopt_earlier_answer(client, channel, thread_ts, journal,
+                                   after=str(route.get("after") or ""),
+                                   others=await journal.others())
         return self._reply_channel(client, channel, thread_ts,
                                    team=str(route.get("team") or ""),
                                    user=str(route.get("user") or ""), journal=journal)

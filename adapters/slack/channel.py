@@ -11,6 +11,7 @@ a new message, so the answer is never lost to a failed edit.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 import structlog
@@ -33,21 +34,34 @@ STREAMING_UNSUPPORTED = {"unknown_method", "method_deprecated", "not_allowed_tok
 
 
 ANSWER_EVENT = "bothub_answer"  # Slack message metadata type on answers (see `send`)
+NOTE_EVENT = "bothub_note"  # and on side notes
 
 
 async def adopt_earlier_answer(client: AsyncWebClient, channel: str, thread_ts: str,
-                               journal: Journal) -> None:
+                               journal: Journal, *, after: str = "",
+                               others: Collection[str] = ()) -> None:
     """Before a retry answers, find a message an earlier attempt posted for the same inbox
-    entry but died before noting; the retry then edits it instead of posting a second."""
+    entry but died before noting; the retry then edits it instead of posting a second. Posted
+    messages carry their entry in metadata. A native stream cannot: when the earlier attempt
+    had begun one (`Journal.starting`), the first untagged bot message after the question
+    (`after`) that no other answer owns (`others`) is taken to be it."""
     if journal.existing() is not None or journal.entry_id is None:
         return
+    messages: list[dict[str, Any]] = []
+    cursor = None
     try:
-        response = await client.conversations_replies(channel=channel, ts=thread_ts,
-                                                      include_all_metadata=True, limit=200)
+        while True:
+            response = await client.conversations_replies(
+                channel=channel, ts=thread_ts, include_all_metadata=True, limit=200,
+                cursor=cursor)
+            messages.extend(response.get("messages") or [])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor")
+            if not cursor or len(messages) >= 2000:
+                break
     except SlackApiError as exc:
         log.info("slack.earlier_answer_unknown", error=exc.response.get("error"))
         return
-    for message in response.get("messages") or []:
+    for message in messages:
         metadata = message.get("metadata") or {}
         payload = metadata.get("event_payload") or {}
         if metadata.get("event_type") == ANSWER_EVENT and \
@@ -55,6 +69,22 @@ async def adopt_earlier_answer(client: AsyncWebClient, channel: str, thread_ts: 
                 payload.get("slot") == journal.slot:
             await journal.note(str(message["ts"]))
             return
+    if not journal.starting():
+        return
+    for message in messages:
+        ts = str(message.get("ts") or "")
+        if message.get("bot_id") and not message.get("metadata") and ts not in others and \
+                (not after or _ts(ts) > _ts(after)):
+            log.info("slack.adopted_untagged_stream", ts=ts)
+            await journal.note(ts)
+            return
+
+
+def _ts(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return 0.0
 
 
 class NativeStreaming:
@@ -104,6 +134,8 @@ class SlackReplyChannel:
             metadata = {"event_type": ANSWER_EVENT,
                         "event_payload": {"entry": str(self.journal.entry_id),
                                           "slot": self.journal.slot}}
+        elif self.journal.entry_id is not None:  # a side note: never mistaken for an answer
+            metadata = {"event_type": NOTE_EVENT, "event_payload": {}}
         try:
             response = await self.client.chat_postMessage(
                 channel=channel or self.channel,
@@ -122,6 +154,7 @@ class SlackReplyChannel:
             return SlackStream(self, earlier)
         if self._native.available is not False and self._recipient is not None:
             team, user = self._recipient
+            await self.journal.intend()  # a stream cannot be tagged: say one is coming
             try:
                 response = await self.client.chat_startStream(
                     channel=self.channel, thread_ts=self.thread_ts, recipient_team_id=team,

@@ -44,13 +44,18 @@ def is_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite"
 
 
+SQLITE_BUSY_SECONDS = 30.0
+
+
 def create_engine(url: str) -> AsyncEngine:
     target = async_url(url)
     options: dict[str, Any] = {"pool_pre_ping": True}
     if is_sqlite(target):
         if target.database and target.database != ":memory:":
             Path(target.database).parent.mkdir(parents=True, exist_ok=True)
-        options = {"connect_args": {"timeout": 5}}
+        # One file, one writer at a time: under load, writers queue for the lock rather than
+        # fail (a busy machine can hold it for seconds).
+        options = {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}}
     engine = create_async_engine(target, **options)
     if is_sqlite(target):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -62,7 +67,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
         # A read-only database keeps its journal mode; reading still works.
         with contextlib.suppress(Exception):
             cursor.execute("PRAGMA journal_mode=WAL")

@@ -63,6 +63,25 @@ class Journal:
         """The platform id of the message an earlier attempt posted, if any."""
         return self.posted.get(self.slot)
 
+    def starting(self) -> bool:
+        """An earlier attempt was about to create the answer's message (see `intend`)."""
+        return self.posted.get(f"{self.slot}.starting") == "1"
+
+    async def intend(self) -> None:
+        """Note that the answer's message is about to be created, for platforms that cannot
+        tag it (Slack's chat streaming): a retry then knows to look for an untagged one."""
+        if self.entry_id is None or self.starting():
+            return
+        self.posted[f"{self.slot}.starting"] = "1"
+        if self.inbox is not None:
+            await self.inbox.record_posted(self.entry_id, dict(self.posted))
+
+    async def others(self) -> set[str]:
+        """Messages the conversation's other answers have noted: never this answer's."""
+        if self.inbox is None or self.entry_id is None:
+            return set()
+        return await self.inbox.posted_elsewhere(self.entry_id)
+
     async def note(self, platform_id: str) -> None:
         if self.posted.get(self.slot) == platform_id:
             return
@@ -103,6 +122,17 @@ class Inbox(Repository):
         async with self._session() as session:
             await session.execute(update(InboxEntry).where(InboxEntry.id == entry_id)
                                   .values(posted=dict(posted)))
+
+    async def posted_elsewhere(self, entry_id: int) -> set[str]:
+        """What the other entries of this entry's conversation have posted."""
+        async with self._session() as session:
+            conversation = select(InboxEntry.conversation_id) \
+                .where(InboxEntry.id == entry_id).scalar_subquery()
+            rows = await session.scalars(
+                select(InboxEntry.posted).where(InboxEntry.conversation_id == conversation,
+                                                InboxEntry.id != entry_id))
+            return {str(value) for posted in rows for key, value in (posted or {}).items()
+                    if not key.endswith(".starting")}
 
     async def holds(self, entry_id: int) -> bool:
         """Whether this worker still holds the entry: a worker too slow to renew its lease
