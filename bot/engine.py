@@ -30,6 +30,7 @@ from bot.escalation.store import Actor, State, Ticket
 from bot.kb.documents import Hit
 from bot.kb.knowledge import Retrieval
 from bot.llm import ChatModel, FailureKind, ModelError, StreamEnd, TextDelta, ToolCall
+from bot.log_redaction import scrubber
 from bot.memory import ConversationMemory
 from bot.model import Author, Citation, ConversationKey, Message, Reply, ReplyMode
 from bot.moderation import Moderator
@@ -213,15 +214,16 @@ class Engine:
         if redaction.looks_like_injection(check.text):
             bound.info("engine.injection_attempt")  # answered as data, never as instructions
             metrics.INJECTION_ATTEMPTS.inc()
+        text = scrubber.hide_configured(check.text)  # bothub's own secrets, pasted back
         row = None
         if route is not None and self.inbox is not None:
-            row = InboxRow(platform=message.platform, envelope=message.envelope(check.text),
+            row = InboxRow(platform=message.platform, envelope=message.envelope(text),
                            route=route, worker=self.inbox.worker, lease=self.inbox.lease)
         try:
             conversation = await self._store.open(message.key)
             stored = await self._store.add_user_message(
                 conversation.id, external_id=message.dedupe_id, author_id=message.author.id,
-                author_name=message.author.display_name, text=check.text,
+                author_name=message.author.display_name, text=text,
                 attachments=[a.describe() for a in message.attachments], inbox=row)
         except StorageUnavailable as exc:
             bound.error("engine.storage_unavailable", reason=exc.reason)
@@ -232,7 +234,7 @@ class Engine:
             return Accepted(message, early=Result(Outcome.DUPLICATE, conversation.id))
         user_turn, entry = stored
         journal = Journal(self.inbox, entry) if entry is not None else unjournaled()
-        return Accepted(message, check.text, conversation, user_turn, journal,
+        return Accepted(message, text, conversation, user_turn, journal,
                         notice=check.notice)
 
     async def respond(self, accepted: Accepted, channel: ReplyChannel) -> Result:
@@ -629,7 +631,7 @@ class Engine:
             else:
                 reply = Reply(replies.model_failed(exc.kind), ReplyMode.NOTICE)
             return record, reply, None
-        cleaned = redaction.redact_output("".join(pieces).strip())
+        cleaned = redaction.redact_output(scrubber.hide_configured("".join(pieces).strip()))
         if cleaned.changed:
             metrics.REDACTED.labels("output").inc(len(cleaned.findings))
         record.text = cleaned.text

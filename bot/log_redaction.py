@@ -110,6 +110,15 @@ class SecretScrubber:
             self._secrets = frozenset(secrets)
             self._clean = {}  # clean before may hold a newly registered secret
 
+    def hide_configured(self, text: str) -> str:
+        """`text` without the configured secret values (what no pattern can recognise: a
+        password of plain words), for chat text on its way to the model, the database or a
+        user."""
+        exact = self._exact
+        if exact is None or len(text) < self._shortest:
+            return text
+        return exact.sub(CONFIGURED_PLACEHOLDER, text)
+
     def scrub_text(self, text: str) -> str:
         """`text` without configured secrets and without anything that looks like one."""
         clean = self._clean
