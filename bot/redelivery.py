@@ -10,6 +10,7 @@ described by the `route` it gave when the message was accepted.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -29,6 +30,8 @@ log = structlog.get_logger(__name__)
 MAX_ATTEMPTS = 3  # a question that took down three workers is not tried a fourth time
 FOLLOW_UP_MAX_AGE = timedelta(hours=6)  # after that a full answer would come too late to help
 MAX_CONCURRENT = 32  # answers taken over at once by one worker, so a restart is not a stampede
+KEEP_SETTLED = timedelta(days=7)  # settled entries are kept this long, for inspection
+PRUNE_EVERY_SECONDS = 3600.0
 
 
 @runtime_checkable
@@ -49,6 +52,7 @@ class Redelivery:
         self._resumers: dict[str, Resumer] = {}
         self._in_flight = InFlight()
         self._running = 0
+        self._pruned_at: float | None = None
 
     @property
     def interval(self) -> float:
@@ -61,6 +65,10 @@ class Redelivery:
     async def tick(self) -> None:
         try:
             await self._inbox.renew()
+            now = time.monotonic()
+            if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY_SECONDS:
+                self._pruned_at = now
+                await self._inbox.prune(KEEP_SETTLED)
             room = MAX_CONCURRENT - self._running
             if room <= 0:
                 return

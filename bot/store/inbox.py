@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from bot.store.repository import Repository
 from bot.store.tables import InboxEntry, StoredMessage, utcnow
@@ -174,6 +174,14 @@ class Inbox(Repository):
                 .returning(InboxEntry))
             rows = result.scalars().all()
         return sorted((_entry(row, state) for row in rows), key=lambda entry: entry.id)
+
+    async def prune(self, older_than: timedelta) -> int:
+        """Forget settled entries after a while (the turns and answers stay in `messages`)."""
+        async with self._session() as session:
+            result = await session.execute(
+                delete(InboxEntry).where(InboxEntry.state.in_([DONE, FAILED]),
+                                         InboxEntry.done_at < utcnow() - older_than))
+            return int(getattr(result, "rowcount", 0) or 0)
 
     async def answer_to(self, message_id: int) -> StoredMessage | None:
         """The answer already stored for a user turn (an attempt that died after storing it

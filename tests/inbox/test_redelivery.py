@@ -284,3 +284,20 @@ async def test_web_chat_and_console_questions_need_no_inbox(hub: Hub,
     result = await hub.engine.handle(question("hi", thread="t10"), RecordingChannel())
     assert result.outcome is Outcome.ANSWERED
     assert await _states(hub) == []
+
+
+async def test_settled_entries_are_forgotten_after_a_week(hub: Hub,
+                                                          fake_openai: FakeOpenAI) -> None:
+    from tests.fakes.recording_channel import RecordingChannel
+
+    fake_openai.queue(ScriptedReply(text="One."), ScriptedReply(text="Two."))
+    for thread in ("old", "new"):
+        accepted = await hub.engine.accept(question("q", thread=thread),
+                                           route={"thread": thread})
+        await hub.engine.respond(accepted, RecordingChannel())
+    async with hub.database.begin() as connection:
+        await connection.execute(update(InboxEntry).where(InboxEntry.id == 1).values(
+            done_at=utcnow() - timedelta(days=8)))
+    assert await hub.engine.inbox.prune(timedelta(days=7)) == 1  # type: ignore[union-attr]
+    assert await _states(hub) == [DONE]
+    assert len(await hub.store.messages(1)) == 2  # the conversation itself is kept
