@@ -12,12 +12,16 @@ import contextlib
 from collections.abc import Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
+import structlog
+
 from bot.model import ConversationKey, Reply
 
 if TYPE_CHECKING:
     from bot.escalation.store import Ticket
 
 T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
 
 
 class DestinationUnavailable(Exception):
@@ -103,10 +107,12 @@ class InFlight:
 
     def spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run `work` in the background, held (asyncio keeps only weak references to tasks)
-        and waited for by `drain`."""
+        and waited for by `drain`. An exception it ends with is logged here: nobody else
+        awaits the task, so it would otherwise surface only as asyncio's "never retrieved"."""
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
         return task
 
     @contextlib.contextmanager
@@ -123,3 +129,12 @@ class InFlight:
     async def drain(self) -> None:
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self.DRAIN_SECONDS)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if task.cancelled():
+        return
+    exc = task.exception()  # retrieved: asyncio will not report it again
+    if exc is not None:
+        log.error("adapter.task_failed",
+                  task=getattr(task.get_coro(), "__qualname__", task.get_name()), exc_info=exc)

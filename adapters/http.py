@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import httpx
 from fastapi import Request
 
@@ -16,6 +19,26 @@ async def read_capped(request: Request, limit: int) -> bytes | None:
         if len(body) > limit:
             return None
     return bytes(body)
+
+
+class NotJson(ValueError):
+    """A request body that is not JSON: malformed, not UTF-8, nested too deeply for the
+    parser, or holding a number Python refuses to read (an integer past 4300 digits)."""
+
+
+def parse_json(body: bytes | str) -> Any:
+    """The JSON value in a request body; `NotJson` (a ValueError) for anything that is not
+    JSON the routes can use. Answer that with a 400: json.loads raises RecursionError for deep
+    nesting and plain ValueError for huge integers, which a bare `except JSONDecodeError`
+    would let through as a 500."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise NotJson("the JSON is nested too deeply") from None
+    except UnicodeDecodeError:
+        raise NotJson("the body is not UTF-8") from None
+    except ValueError as exc:  # JSONDecodeError, and the integer digit limit
+        raise NotJson(f"the body is not JSON: {str(exc)[:100]}") from None
 
 
 async def download(url: str, *, platform: str, bearer: str | None = None,

@@ -81,6 +81,8 @@ def test_a_retried_post_is_answered_once(live_server: LiveServer,
 @pytest.mark.parametrize(("body", "status", "expected"), [
     (b"{not json", 400, "must be JSON"),
     (b"\xff\xfe\x00\x01", 400, "must be JSON"),
+    (b"[" * 100_000, 400, "must be JSON"),  # deeper than Python's json can recurse
+    (b'{"message": ' + b"9" * 5_000 + b"}", 400, "must be JSON"),  # past the int digit limit
     (b"[]", 422, "body"),
     (b'{"conversation_id": "abcdefgh12"}', 422, "message"),
     (b'{"message": "hi", "conversation_id": null, "message_id": "<script>"}', 422,
@@ -164,6 +166,24 @@ def test_web_page_and_assets_are_served_locally(live_server: LiveServer) -> None
         assert httpx.get(f"{live_server.url}/static/{asset}").status_code == 200
     assert httpx.get(f"{live_server.url}/static/..%2Froutes.py").status_code == 404
     assert httpx.get(f"{live_server.url}/static/nope.js").status_code == 404
+    for name in ("chat.css%00.js", "a" * 300):  # NUL byte, longer than a file name may be
+        assert httpx.get(f"{live_server.url}/static/{name}").status_code == 404
+
+
+def test_a_retried_first_message_opens_the_same_conversation_and_is_answered_once(
+        live_server: LiveServer, fake_openai: FakeOpenAI) -> None:
+    payload = {"message": "Hello", "message_id": uuid.uuid4().hex}  # no conversation_id yet
+    first = parse_sse(chat(live_server, payload).text)
+    again = parse_sse(chat(live_server, payload).text)
+    assert first[-1][1] == {"outcome": "answered"}
+    assert again == [first[0], ("done", {"outcome": "duplicate"})]
+    assert len(fake_openai.chat_requests()) == 1
+    other = parse_sse(chat(live_server, {**payload, "message_id": uuid.uuid4().hex}).text)
+    assert other[0][1]["conversation_id"] != first[0][1]["conversation_id"]
+    # A client that reuses a message id for another question starts another conversation.
+    reused = parse_sse(chat(live_server, {**payload, "message": "Something else"}).text)
+    assert reused[0][1]["conversation_id"] != first[0][1]["conversation_id"]
+    assert reused[-1][1] == {"outcome": "answered"}
 
 
 def test_only_conversation_ids_the_server_issued_are_accepted(

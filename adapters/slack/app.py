@@ -10,26 +10,33 @@ which the engine stores once: a restart does not forget it, so no question is an
 
 from __future__ import annotations
 
-import json
+import logging
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import structlog
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from slack_bolt import BoltResponse
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.starlette.async_handler import (
+    to_async_bolt_request,
+    to_starlette_response,
+)
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.base import DestinationUnavailable, InFlight
+from adapters.http import parse_json, read_capped
 from adapters.slack import escalations, files, inbound, render
 from adapters.slack.channel import NativeStreaming, SlackReplyChannel, adopt_earlier_answer
 from adapters.slack.escalations import SlackOutlet
@@ -43,20 +50,126 @@ from bot.store.repository import StorageUnavailable
 log = structlog.get_logger(__name__)
 
 
+# Slack's own payloads are a few KiB; the largest (a modal's whole view with its state, sent
+# form-encoded, where one non-ASCII character can take 9 bytes) stay well below this. Larger
+# than the web chat's and Teams' 512 KiB for that headroom, and still refused before the
+# signature is checked, so an unauthenticated client cannot make us buffer what it sends.
+MAX_BODY_BYTES = 1024 * 1024
+# What bolt derives from a payload and uses as ids (the installation lookup, its listeners).
+_CONTEXT_IDS = ("enterprise_id", "team_id", "user_id", "actor_enterprise_id", "actor_team_id",
+                "actor_user_id", "channel_id", "thread_ts", "response_url")
+
 
 def well_formed(body: bytes, content_type: str) -> bool:
     """What bolt can parse: JSON events, or a form whose `payload` is JSON (interactivity) or
-    a slash command's fields. Bolt raises on anything else, which must not become a 500."""
+    a slash command's fields, with the shape bolt and our listeners rely on (`well_shaped`).
+    Bolt raises on anything else, which must not become a 500."""
     try:
         text = body.decode("utf-8")
         if content_type.startswith("application/x-www-form-urlencoded"):
             fields = parse_qs(text, strict_parsing=bool(text))
             if "payload" in fields:
-                return isinstance(json.loads(fields["payload"][0]), dict)
-            return "command" in fields
-        return isinstance(json.loads(text), dict)
-    except (UnicodeDecodeError, ValueError):
+                payload = parse_json(fields["payload"][0])
+            else:
+                return "command" in fields and all(_text(v) for vs in fields.values()
+                                                   for v in vs)
+        else:
+            payload = parse_json(text)
+    except (UnicodeDecodeError, ValueError):  # parse_json's NotJson is a ValueError
         return False
+    return well_shaped(payload)
+
+
+def _text(value: object) -> bool:
+    """A string that can be stored and sent (no lone surrogates)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _optional_text(value: object) -> bool:
+    return value is None or _text(value)
+
+
+def _reference(value: object) -> bool:
+    """`team`, `user`, `channel`, `enterprise`: an id, or an object with one (bolt reads
+    `value["id"]` after `"id" in value`, so a number or a boolean makes it raise)."""
+    if isinstance(value, dict):
+        return all(_optional_text(value.get(key)) for key in ("id", "team_id", "enterprise_id"))
+    return value is None or isinstance(value, list) or _text(value)
+
+
+def well_shaped(payload: object) -> bool:
+    """The envelope of an event, an interactivity payload or a command, with fields of the
+    types Slack sends where bolt (its context, authorization, listener matchers) or our
+    listeners read them. A signed payload of another shape is not Slack's: a 400."""
+    if not isinstance(payload, dict):
+        return False
+    if not all(_optional_text(payload.get(key)) for key in (
+            "type", "team_id", "api_app_id", "enterprise_id", "user_id", "channel_id",
+            "response_url", "context_team_id", "context_enterprise_id")):
+        return False
+    if not all(_reference(payload.get(key)) for key in ("team", "user", "channel",
+                                                        "enterprise")):
+        return False
+    authorizations = payload.get("authorizations")
+    if authorizations is not None and not (
+            isinstance(authorizations, list)
+            and all(isinstance(a, dict) and _owner(a) for a in authorizations)):
+        return False
+    if "event" in payload:
+        event = payload["event"]
+        if not (isinstance(event, dict) and _text(event.get("type")) and _owner(event)
+                and all(_reference(event.get(key)) for key in ("user", "channel"))
+                and all(_optional_text(event.get(key)) for key in ("user_team", "team"))):
+            return False
+    for key in ("view", "message", "previous_message", "item", "assistant_thread"):
+        if payload.get(key) is not None and not isinstance(payload[key], dict):
+            return False
+    view = payload.get("view")
+    if isinstance(view, dict) and not all(_optional_text(view.get(key)) for key in (
+            "team_id", "app_installed_team_id")):
+        return False
+    actions = payload.get("actions")
+    if actions is not None and not (
+            isinstance(actions, list)
+            and all(isinstance(a, dict) and _optional_text(a.get("action_id"))
+                    and _optional_text(a.get("block_id")) for a in actions)):
+        return False
+    response_urls = payload.get("response_urls")
+    return response_urls is None or (
+        isinstance(response_urls, list)
+        and all(isinstance(r, dict) and _optional_text(r.get("response_url"))
+                for r in response_urls))
+
+
+def _dict(value: object) -> dict[str, Any]:
+    """`value` when it is an object, else an empty one (for fields a payload may mistype)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _owner(part: dict[str, Any]) -> bool:
+    """The ids of who a payload (or one of its authorizations) belongs to."""
+    return all(_optional_text(part.get(key)) for key in ("team_id", "enterprise_id", "user_id"))
+
+
+def bolt_request(request: Request, body: bytes) -> AsyncBoltRequest | None:
+    """The request for bolt, built from the body we already read (bolt's starlette adapter
+    would read it again); None when bolt cannot make sense of it (it parses the body and
+    derives its context here) or derives ids that are not text."""
+    try:
+        built = to_async_bolt_request(request, body)
+    except (UnicodeDecodeError, ValueError, RecursionError, TypeError, AttributeError,
+            KeyError, IndexError):
+        return None
+    if not well_shaped(built.body) or not all(
+            _optional_text(built.context.get(key)) for key in _CONTEXT_IDS):
+        return None
+    return built
 
 
 class SlackAdapter:
@@ -82,7 +195,7 @@ class SlackAdapter:
         if oauth is not None:
             # app_uninstalled / tokens_revoked delete the workspace's installation.
             self.app.enable_token_revocation_listeners()
-        self._handler = AsyncSlackRequestHandler(self.app)
+        self.app.error(_on_bolt_error)
         self._verifier = SignatureVerifier(signing_secret) if signing_secret else None
         self._oauth = oauth is not None
         self._app_token = app_token
@@ -100,29 +213,45 @@ class SlackAdapter:
 
         @router.post("/slack/events", include_in_schema=False)
         async def events(request: Request) -> Response:
-            body = await request.body()
+            body = await read_capped(request, MAX_BODY_BYTES)
+            if body is None:
+                log.warning("slack.body_too_large")
+                return JSONResponse(
+                    {"error": f"the request body is larger than {MAX_BODY_BYTES} bytes"},
+                    status_code=413)
             if not self._signed(body, dict(request.headers)):
                 return JSONResponse({"error": "invalid signature"}, status_code=401)
-            if not well_formed(body, request.headers.get("content-type", "")):
+            built = None
+            if well_formed(body, request.headers.get("content-type", "")):
+                built = bolt_request(request, body)
+            if built is None:
                 log.warning("slack.malformed_request", size=len(body))
                 return JSONResponse({"error": "malformed request body"}, status_code=400)
-            response: Response = await self._handler.handle(request)
-            return response
+            answer = await self.app.async_dispatch(built)
+            return to_starlette_response(answer)
 
         if self._oauth:
             @router.get("/slack/install", include_in_schema=False)
             @router.get("/slack/oauth_redirect", include_in_schema=False)
             async def install(request: Request) -> Response:
-                response: Response = await self._handler.handle(request)
-                return response
+                # These GETs need no body: bolt would parse whatever a client sends.
+                flow = self.app.oauth_flow
+                assert flow is not None
+                get = to_async_bolt_request(request, b"")
+                if request.url.path == flow.install_path:
+                    return to_starlette_response(await flow.handle_installation(get))
+                return to_starlette_response(await flow.handle_callback(get))
 
         return router
 
     def _signed(self, body: bytes, headers: dict[str, str]) -> bool:
         assert self._verifier is not None
-        try:  # slack_sdk decodes the body as UTF-8 to sign it: other bytes cannot be Slack's
+        try:
             return self._verifier.is_valid_request(body, headers)
-        except UnicodeDecodeError:
+        # slack_sdk decodes the body as UTF-8 to sign it (other bytes cannot be Slack's), reads
+        # the timestamp with int() (ValueError) and compares signatures with compare_digest,
+        # which refuses non-ASCII text (TypeError): none of these was signed by Slack.
+        except (UnicodeDecodeError, ValueError, TypeError):
             return False
 
     async def start(self) -> None:
@@ -168,7 +297,7 @@ class SlackAdapter:
         self.app.event(re.compile(".*"))(self._ignore)
 
     async def _ignore(self, body: dict[str, Any]) -> None:
-        log.debug("slack.ignored_event", type=(body.get("event") or {}).get("type"))
+        log.debug("slack.ignored_event", type=_dict(body.get("event")).get("type"))
 
     # Listeners run before Slack is acknowledged (`process_before_response`): a question is
     # stored in the inbox first, then acknowledged, then answered in the background. Anything
@@ -278,7 +407,7 @@ class SlackAdapter:
                    context: Any) -> None:
         workspace = _workspace(context)
         if command.get("team_id") not in (None, workspace.team_id):
-            await respond("This app is not set up for this workspace.")
+            await _respond(respond, "This app is not set up for this workspace.")
             return
         user = str(command.get("user_id") or "")
         channel_id = str(command.get("channel_id") or "")
@@ -286,8 +415,8 @@ class SlackAdapter:
         root = await poster.send(f"*<@{user}> asked:* {render.escape(question)}",
                                  thread_ts=None)
         if root is None:
-            await respond("I can't post in this channel. Invite me with `/invite @bothub`, "
-                          "or ask me in a direct message.")
+            await _respond(respond, "I can't post in this channel. Invite me with "
+                           "`/invite @bothub`, or ask me in a direct message.")
             return
         message = inbound.command_message(
             command, workspace, thread_ts=root,
@@ -301,7 +430,7 @@ class SlackAdapter:
         self._in_flight.spawn(self._feedback(body, action))
 
     async def _feedback(self, body: dict[str, Any], action: dict[str, Any]) -> None:
-        user = str((body.get("user") or {}).get("id") or "")
+        user = str(_dict(body.get("user")).get("id") or "")
         helpful = action.get("action_id") == render.FEEDBACK_UP
         try:
             recorded = await self._engine.record_feedback(str(action.get("value") or ""), user,
@@ -374,7 +503,7 @@ class SlackAdapter:
         if desk is None or not value.isdigit():
             return
         verb = str(action.get("action_id") or "").removeprefix(escalations.ACTION_PREFIX)
-        user = str((body.get("user") or {}).get("id") or "")
+        user = str(_dict(body.get("user")).get("id") or "")
         agent = await self._agent(client, _workspace(context), user)
         try:
             answer = await desk.act(int(value), "resolve" if verb.startswith("resolve") else verb,
@@ -382,7 +511,7 @@ class SlackAdapter:
         except StorageUnavailable as exc:
             log.error("slack.escalation_action_failed", reason=exc.reason)
             answer = "Sorry, I can't reach the escalation queue right now. Please try again."
-        channel = str((body.get("channel") or {}).get("id") or "")
+        channel = str(_dict(body.get("channel")).get("id") or "")
         await self._whisper(client, channel, user, answer)
 
     async def _on_handoff(self, ack: Any, body: dict[str, Any], action: dict[str, Any],
@@ -392,7 +521,7 @@ class SlackAdapter:
 
     async def _handoff(self, body: dict[str, Any], action: dict[str, Any], client: Any,
                        context: Any) -> None:
-        user = str((body.get("user") or {}).get("id") or "")
+        user = str(_dict(body.get("user")).get("id") or "")
         workspace = _workspace(context)
         author = Author(user, await self._user_name(client, workspace, user))
         try:
@@ -400,7 +529,7 @@ class SlackAdapter:
         except StorageUnavailable as exc:
             log.error("slack.handoff_failed", reason=exc.reason)
             answer = "Sorry, I can't reach our support team's queue right now."
-        channel = str((body.get("channel") or {}).get("id") or "")
+        channel = str(_dict(body.get("channel")).get("id") or "")
         await self._whisper(client, channel, user, answer)
 
     async def _say(self, client: Any, channel: str, thread_ts: str, text: str) -> None:
@@ -453,6 +582,29 @@ class SlackAdapter:
         if len(self._names) > 5000:
             self._names.popitem(last=False)
         return name
+
+
+async def _on_bolt_error(error: Exception, request: AsyncBoltRequest,
+                         logger: logging.Logger) -> BoltResponse | None:
+    """Bolt's error handler (its middleware's and its listeners'). OAuth mode: bolt tells a
+    workspace it has no installation for so through the payload's response_url, before it
+    answers the request; when that URL fails, the request still gets the answer bolt would
+    have given (200, empty), not a 500, and Slack does not retry it."""
+    if isinstance(error, aiohttp.ClientError | TimeoutError) \
+            and request.context.authorize_result is None:
+        log.warning("slack.respond_failed", error=repr(error), team_id=request.context.team_id)
+        return BoltResponse(status=200, body="")
+    logger.exception(f"Failed to handle a Slack request (error: {error})")  # as bolt would
+    return None
+
+
+async def _respond(respond: Any, text: str) -> None:
+    """Answer through a command's response_url, after the ack: a failure there (Slack's URL
+    expired, or a payload's URL that does not work) is logged, not left in a dead task."""
+    try:
+        await respond(text)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        log.warning("slack.respond_failed", error=repr(exc))
 
 
 def _workspace(context: Any) -> Workspace:

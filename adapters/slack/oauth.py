@@ -41,9 +41,11 @@ class SignedStateStore(AsyncOAuthStateStore):
         return f"{payload}.{self._sign(payload)}"
 
     async def async_consume(self, state: str) -> bool:
+        if not state.isascii():  # ours are; compare_digest and _sign accept nothing else
+            return False
         nonce, _, rest = state.partition(".")
         expires, _, signature = rest.partition(".")
-        if not (nonce and expires.isdigit() and signature):
+        if not (nonce and expires.isdigit() and len(expires) <= 20 and signature):
             return False
         if not hmac.compare_digest(signature, self._sign(f"{nonce}.{expires}")):
             return False

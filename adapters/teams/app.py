@@ -15,7 +15,6 @@ in that reply chain is the desk's, not a question for the bot.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import OrderedDict
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -27,7 +26,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from adapters.base import DestinationUnavailable, InFlight
-from adapters.http import read_capped
+from adapters.http import NotJson, parse_json, read_capped
 from adapters.teams import escalations, inbound, render
 from adapters.teams.channel import ResumedTeamsChannel, TeamsReplyChannel
 from adapters.teams.escalations import TeamsOutlet
@@ -143,8 +142,8 @@ class TeamsAdapter:
             log.warning("teams.body_too_large")
             return _problem(413, f"the activity is larger than {MAX_BODY_BYTES} bytes")
         try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
+            data = parse_json(body)
+        except NotJson:
             return _problem(400, "the body is not JSON")
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             return _problem(400, "the body is not a Bot Framework activity")

@@ -28,7 +28,9 @@ def as_dict(value: Any) -> dict[str, Any]:
 def scope(activity: dict[str, Any]) -> str:
     """`personal` (1:1), `groupChat` or `channel`."""
     kind = as_dict(activity.get("conversation")).get("conversationType")
-    return kind if kind in {"personal", "groupChat", "channel"} else "personal"
+    # Not a string (an object, a list: unhashable) counts as absent.
+    return kind if isinstance(kind, str) and kind in {"personal", "groupChat", "channel"} \
+        else "personal"
 
 
 def tenant(activity: dict[str, Any]) -> str:

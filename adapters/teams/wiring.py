@@ -270,6 +270,10 @@ class BotFrameworkConnection:
             raise NotAuthorized(f"{type(exc).__name__}: {str(exc)[:120]}") from None
         if not isinstance(result, AuthenticateRequestResult):
             raise NotAuthorized("no identity")
+        if self.auth_enabled and not _expires(result):
+            # The SDK checks `exp` only when a token has one: a token without it would be
+            # good forever.
+            raise NotAuthorized("the token has no expiry (exp)")
         return result
 
     async def run_turn(self, authenticated: Any, activity: Any, body: dict[str, Any],
@@ -322,6 +326,13 @@ class _OpenEntity(Entity):  # type: ignore[misc]
 
     _attribute_map: ClassVar[dict[str, dict[str, str]]] = {
         "additional_properties": {"key": "", "type": "{object}"}, **Entity._attribute_map}
+
+
+def _expires(result: AuthenticateRequestResult) -> bool:
+    """Whether the validated token carried an expiry time (`exp`, seconds since the epoch)."""
+    claims = getattr(result.claims_identity, "claims", None)
+    expiry = claims.get("exp") if isinstance(claims, dict) else None
+    return isinstance(expiry, int | float) and not isinstance(expiry, bool)
 
 
 def _activity(data: dict[str, Any]) -> Any:

@@ -1,12 +1,16 @@
 """`GET /` (the chat page) and `POST /api/chat` (answers as server-sent events).
 
 Each browser tab keeps its own conversation id; the first response of a new conversation
-carries the id that the page then sends back with every question.
+carries the id that the page then sends back with every question. A new conversation's id is
+derived from the first message's `message_id` when the client sends one, so that a retried
+first message (the page's "Try again" after a lost response) lands in the same conversation
+and is recognised as a duplicate instead of being answered twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
 from pathlib import Path
@@ -17,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from adapters.http import read_capped
+from adapters.http import NotJson, parse_json, read_capped
 from adapters.web.channel import SseReplyChannel
 from bot.engine import Engine, Outcome, Result
 from bot.model import Author, ConversationKey, Message
@@ -50,6 +54,17 @@ def _problem(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def new_conversation_id(message_id: str | None, text: str) -> str:
+    """The id of a conversation a message starts: derived from the client's `message_id` and
+    the question when it has one (the page's ids are 128 random bits), so that retrying the
+    first message opens the same conversation and the engine sees a duplicate, while a client
+    that reuses ids for different questions still gets a new conversation; random otherwise."""
+    if message_id is None:
+        return uuid.uuid4().hex
+    seed = json.dumps(["bothub web conversation", message_id, text])
+    return hashlib.sha256(seed.encode()).hexdigest()[:32]
+
+
 def web_chat_router(engine: Engine) -> APIRouter:
     router = APIRouter()
     running: set[asyncio.Task[Any]] = set()  # strong references: answers outlive their request
@@ -61,8 +76,12 @@ def web_chat_router(engine: Engine) -> APIRouter:
 
     @router.get("/static/{name}", include_in_schema=False)
     async def asset(name: str) -> Response:
-        path = (STATIC / name).resolve()
-        if path.parent != STATIC.resolve() or not path.is_file():
+        try:
+            path = (STATIC / name).resolve()
+            found = path.parent == STATIC.resolve() and path.is_file()
+        except (OSError, ValueError):  # a NUL byte, a name longer than the filesystem allows
+            found = False
+        if not found:
             return _problem(404, "not found")
         return FileResponse(path, headers=SECURITY_HEADERS)
 
@@ -72,8 +91,8 @@ def web_chat_router(engine: Engine) -> APIRouter:
         if body is None:
             return _problem(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")
         try:
-            parsed = ChatRequest.model_validate(json.loads(body))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            parsed = ChatRequest.model_validate(parse_json(body))
+        except NotJson:
             return _problem(400, 'the body must be JSON: {"message": "...", '
                                  '"conversation_id": "..."}')
         except ValidationError as exc:
@@ -81,11 +100,13 @@ def web_chat_router(engine: Engine) -> APIRouter:
             field = ".".join(str(p) for p in first["loc"]) or "body"
             return _problem(422, f"{field}: {first['msg']}")
 
-        conversation_id = parsed.conversation_id or uuid.uuid4().hex
+        conversation_id = parsed.conversation_id or \
+            new_conversation_id(parsed.message_id, parsed.message)
         key = ConversationKey("web", "web", "chat", conversation_id)
         if parsed.conversation_id is not None:
-            # Ids are minted here and unguessable; one the server never issued could be shared
-            # by two browsers, and with it their history.
+            # Ids are minted here (random, or a hash of the client's random first message_id)
+            # and unguessable; one the server never issued could be shared by two browsers,
+            # and with it their history.
             try:
                 known = await engine.conversation_exists(key)
             except StorageUnavailable:

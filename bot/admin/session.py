@@ -69,7 +69,8 @@ class SessionSigner:
             mac = self._mac(payload)
         except UnicodeEncodeError:  # not ASCII: not ours
             return None
-        if not hmac.compare_digest(mac, parts[3]):
+        # compare_digest refuses a str that is not ASCII (TypeError): compare bytes instead.
+        if not hmac.compare_digest(mac.encode("ascii"), parts[3].encode("utf-8", "replace")):
             return None
         session = Session(id=parts[2], expires=int(parts[1]))
         return session if session.expires > self._clock() else None

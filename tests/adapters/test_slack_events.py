@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -10,10 +11,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
+import structlog
+import structlog.testing
 
+from adapters.base import InFlight
 from bot.model import ConversationKey
 from tests.adapters.slack_world import (
     answers,
@@ -215,7 +220,20 @@ def test_events_from_another_workspace_and_unknown_types_are_acknowledged_and_ig
 @pytest.mark.parametrize(("body", "status"), [
     (b"{not json", 400), (b"", 400), (b"[1, 2]", 400), (b"payload=%7Bbroken", 400),
     (b"\xff\xfe", 401),  # not UTF-8: Slack never sends it, so it cannot be signed by Slack
-])
+    (b'{"a":' * 5_000 + b"1" + b"}" * 5_000, 400),  # deeper than json can parse
+    # Fields of types Slack never sends, which bolt (or the installation lookup) trips on.
+    (json.dumps({"type": "event_callback", "team_id": "T0TEST", "authorizations": False,
+                 "event": {"type": "reaction_added"}}).encode(), 400),
+    (json.dumps({"type": "event_callback", "team_id": "T0TEST",
+                 "event": {"type": ["app_mention"]}}).encode(), 400),
+    (json.dumps({"type": "event_callback", "team": 7,
+                 "event": {"type": "reaction_added"}}).encode(), 400),
+    (json.dumps({"type": "event_callback", "team_id": ["T0TEST"],
+                 "event": {"type": "reaction_added"}}).encode(), 400),
+    (json.dumps({"type": "event_callback", "team_id": "T0\ud800",
+                 "event": {"type": "reaction_added"}}).encode(), 400),
+], ids=["not json", "empty", "array", "broken payload", "not utf-8", "deep", "authorizations",
+        "event type", "team", "team_id list", "team_id surrogate"])
 def test_malformed_bodies_get_a_clear_error_never_a_crash(
         server: LiveServer, fake_slack: FakeSlack, body: bytes, status: int) -> None:
     timestamp = str(int(time.time()))
@@ -227,6 +245,63 @@ def test_malformed_bodies_get_a_clear_error_never_a_crash(
         "Content-Type": content_type, "X-Slack-Request-Timestamp": timestamp,
         "X-Slack-Signature": f"v0={digest}"})
     assert response.status_code == status
+
+
+@pytest.mark.parametrize(("timestamp", "signature"), [
+    ("abc", None), ("", None), ("1.5", None), ("9" * 5000, None),  # int() refuses them
+    (None, b"v0=\xe9"),  # compare_digest refuses non-ASCII text
+])
+def test_unreadable_signature_headers_get_401(server: LiveServer, fake_slack: FakeSlack,
+                                              timestamp: str | None,
+                                              signature: bytes | None) -> None:
+    body, headers = fake_slack.signed_request(fake_slack.event_envelope(
+        fake_slack.message_event("hi", mention=True)))
+    sent: dict[str, Any] = dict(headers)
+    if timestamp is not None:
+        sent["X-Slack-Request-Timestamp"] = timestamp
+    if signature is not None:
+        sent["X-Slack-Signature"] = signature
+    response = httpx.post(f"{server.url}/slack/events", content=body, headers=sent)
+    assert response.status_code == 401
+
+
+def test_an_oversized_body_is_refused_before_its_signature_is_checked(
+        server: LiveServer) -> None:
+    response = httpx.post(f"{server.url}/slack/events", content=b"{" + b" " * (1024 * 1024),
+                          headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_a_button_click_with_a_wrong_typed_user_or_channel_is_acknowledged_not_a_crash(
+        server: LiveServer, fake_slack: FakeSlack) -> None:
+    payload = fake_slack.block_action("bothub_handoff", "1")
+    payload["channel"] = ["C0GENERAL"]
+    payload["user"] = ["U0ALICE"]
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    timestamp = str(int(time.time()))
+    digest = hmac.new(fake_slack.signing_secret.encode(), b"v0:" + timestamp.encode() + b":"
+                      + body, hashlib.sha256).hexdigest()
+    response = httpx.post(f"{server.url}/slack/events", content=body, headers={
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": f"v0={digest}"})
+    assert response.status_code == 200
+    time.sleep(0.3)
+    assert fake_slack.calls_to("chat.postEphemeral") == []  # no user to whisper to
+
+
+async def test_a_failing_background_task_is_logged() -> None:
+    in_flight = InFlight()
+
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    with structlog.testing.capture_logs() as logs:
+        task = in_flight.spawn(broken())
+        await in_flight.drain()
+        await asyncio.sleep(0)
+    assert task.done()
+    [failed] = [e for e in logs if e["event"] == "adapter.task_failed"]
+    assert failed["log_level"] == "error" and "broken" in failed["task"]
 
 
 def test_a_message_deleted_mid_stream_gets_its_answer_posted_anew(

@@ -110,6 +110,10 @@ async def test_signed_states_expire_and_cannot_be_forged() -> None:
     nonce, expires, signature = state.split(".")
     assert not await store.async_consume(f"{nonce}.{int(expires) + 999}.{signature}")
     assert not await store.async_consume("garbage")
+    # Not one of ours (non-ASCII, an expiry int() refuses): refused, not an exception.
+    assert not await store.async_consume(f"\u00e9.{expires}.{signature}")
+    assert not await store.async_consume(f"{nonce}.{expires}.\u00e9")
+    assert not await store.async_consume(f"{nonce}.{'9' * 5000}.{signature}")
     old = SignedStateStore("secret", expiration_seconds=-1)
     assert not await old.async_consume(await old.async_issue())
 

@@ -249,6 +249,7 @@ def test_a_signed_activity_is_answered_with_the_bots_own_token(
     {"signed_with": "none"},
     {"signed_with": "forged"},
     {"expires_in": -3600},
+    {"extra_claims": {"exp": None}},  # a token that never expires is not accepted
     {"audience": "someone-elses-app"},
     {"issuer": "https://sts.example.com/"},
     {"service_url": "https://smba.trafficmanager.net/emea/"},
@@ -435,6 +436,8 @@ def test_the_token_never_goes_to_another_host(
 @pytest.mark.parametrize(("body", "status"), [
     (b"not json", 400),
     (b"\xff\xfe\x00", 400),
+    (b"[" * 100_000, 400),  # deeper than Python's json can recurse
+    (b'{"type": "message", "id": ' + b"9" * 5_000 + b"}", 400),  # past the int digit limit
     (b"[1, 2, 3]", 400),
     (b'{"text": "no type"}', 400),
     (b'{"type": 5}', 400),

@@ -36,6 +36,14 @@ def test_the_bots_mention_is_removed_and_others_are_kept_as_names() -> None:
                                                                {"id": "29:g"})]))
 
 
+@pytest.mark.parametrize("kind", [{"personal": True}, ["channel"], 5, None, "meeting"])
+def test_a_conversation_type_that_is_not_a_known_string_counts_as_personal(kind: Any) -> None:
+    message = activity()
+    message["conversation"]["conversationType"] = kind
+    assert inbound.scope(message) == "personal"
+    assert inbound.channel_name(message) == "a direct message"
+
+
 @pytest.mark.parametrize("entities", [None, [], ["junk"], [{"type": "mention"}],
                                       [{"type": "mention", "mentioned": "x", "text": 5}]])
 def test_odd_entities_do_not_break_reading(entities: Any) -> None:

@@ -330,6 +330,7 @@ def test_signer_round_trip_and_key_separation() -> None:
     cookie, session = signer.issue()
     assert signer.verify(cookie) == session
     assert signer.verify("v1.\u00b2\u00b2." + cookie.split(".", 2)[2]) is None  # int() reads ²
+    assert signer.verify(cookie.rsplit(".", 1)[0] + ".\u00e9") is None  # not a TypeError
     assert SessionSigner(OTHER_TOKEN, clock=lambda: now[0]).verify(cookie) is None
     assert signer.csrf_ok(session, signer.csrf_token(session))
     assert not signer.csrf_ok(session, None) and not signer.csrf_ok(session, "é" * 43)
