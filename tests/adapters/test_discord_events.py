@@ -12,6 +12,7 @@ import pytest
 
 from bot.model import ConversationKey
 from bot.server import create_app, platform_adapters
+from tests.adapters.worker_crash import kill_the_worker, take_over
 from tests.conftest import LiveServer, make_settings, running_server, wait_for
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
@@ -307,12 +308,6 @@ def test_a_mention_in_someone_elses_thread_is_answered_there(
 
 def test_an_answer_cut_short_by_a_dead_worker_is_finished_in_the_same_message(
         server: LiveServer, fake_discord: FakeDiscord, fake_openai: FakeOpenAI) -> None:
-    import asyncio
-
-    from sqlalchemy import update
-
-    from bot.store.tables import InboxEntry, utcnow
-
     fake_openai.queue(ScriptedReply(text="never finished", delay=30))
     question = fake_discord.dispatch_message("where are my invoices?", mentions_bot=True,
                                              channel_id=fake_discord.general_channel_id)
@@ -321,15 +316,8 @@ def test_an_answer_cut_short_by_a_dead_worker_is_finished_in_the_same_message(
     wait_for(lambda: fake_openai.chat_requests())  # and the model is writing
 
     async def crash_and_take_over() -> None:
-        adapter = next(a for a in server.hub.redelivery._resumers.values()
-                       if a.name == "discord")
-        for task in list(adapter._in_flight._tasks):  # the worker dies mid-answer
-            task.cancel()
-        await asyncio.sleep(0.1)
-        async with server.hub.database.begin() as connection:
-            await connection.execute(update(InboxEntry).values(lease_until=utcnow()))
-        await server.hub.redelivery.tick()
-        await server.hub.redelivery.drain()
+        await kill_the_worker(server, "discord")
+        await take_over(server)
 
     fake_openai.queue(ScriptedReply(text="Invoices are under Billing."))
     server.run(crash_and_take_over())

@@ -28,6 +28,7 @@ from tests.adapters.slack_world import (
     slack_settings,
     wait_for,
 )
+from tests.adapters.worker_crash import kill_the_worker, take_over
 from tests.conftest import LiveServer, make_settings, running_server
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.fakes.slack_server import FakeSlack
@@ -497,28 +498,6 @@ def test_a_deleted_thread_loses_the_delivery_but_not_the_answer(
 
 # -- a worker that dies mid-answer -----------------------------------------------------------
 
-async def _kill_the_worker(server: LiveServer) -> None:
-    """The worker dies: the answers it was working on stop where they are."""
-    import asyncio
-
-    adapter = server.hub.redelivery._resumers["slack"]
-    for task in list(adapter._in_flight._tasks):  # type: ignore[attr-defined]
-        task.cancel()
-    await asyncio.sleep(0.1)
-
-
-async def _take_over(server: LiveServer) -> None:
-    """Its leases run out and the inbox sweep answers again in the same thread."""
-    from sqlalchemy import update
-
-    from bot.store.tables import InboxEntry, utcnow
-
-    async with server.hub.database.begin() as connection:
-        await connection.execute(update(InboxEntry).values(lease_until=utcnow()))
-    await server.hub.redelivery.tick()
-    await server.hub.redelivery.drain()
-
-
 async def _inbox_rows(server: LiveServer) -> list[Any]:
     from sqlalchemy import select
 
@@ -555,11 +534,11 @@ def test_an_answer_cut_short_by_a_dead_worker_is_finished_in_its_placeholder(
     [placeholder] = wait_for(lambda: [m for m in bot_messages(fake_slack, "C0GENERAL",
                                                               event["ts"])
                                       if m["text"].startswith("partly")])
-    server.run(_kill_the_worker(server))
+    server.run(kill_the_worker(server, "slack"))
     assert fake_openai.chat_requests()
 
     fake_openai.queue(ScriptedReply(text="Invoices are under Billing."))
-    server.run(_take_over(server))
+    server.run(take_over(server))
 
     [answer] = bot_messages(fake_slack, "C0GENERAL", event["ts"])
     assert answer["ts"] == placeholder["ts"] and answer["text"] == "Invoices are under Billing."
@@ -578,7 +557,7 @@ def test_a_placeholder_the_inbox_never_noted_is_found_by_its_metadata_and_edited
     assert send(server, fake_slack, fake_slack.event_envelope(event)).status_code == 200
     [placeholder] = wait_for(lambda: bot_messages(fake_slack, "C0GENERAL", event["ts"]))
     wait_for(lambda: fake_openai.chat_requests())  # and the model is writing
-    server.run(_kill_the_worker(server))
+    server.run(kill_the_worker(server, "slack"))
     [(entry, _state, _attempts, _route, noted)] = server.run(_inbox_rows(server))
     assert noted == {"answer": placeholder["ts"]}
     assert placeholder["metadata"] == {"event_type": "bothub_answer",
@@ -586,7 +565,7 @@ def test_a_placeholder_the_inbox_never_noted_is_found_by_its_metadata_and_edited
     server.run(_forget_what_was_posted(server))
 
     fake_openai.queue(ScriptedReply(text="Invoices are under Billing."))
-    server.run(_take_over(server))
+    server.run(take_over(server))
 
     [lookup] = fake_slack.calls_to("conversations.replies")
     assert lookup.args["ts"] == event["ts"] and lookup.args["include_all_metadata"] in (
@@ -606,10 +585,10 @@ def test_a_native_stream_cut_short_by_a_dead_worker_ends_as_one_message(
     assert send(native_server, fake_slack, fake_slack.event_envelope(event)).status_code == 200
     wait_for(lambda: fake_slack.calls_to("chat.appendStream"))  # mid-stream
     [streamed] = bot_messages(fake_slack, "C0GENERAL", event["ts"])
-    native_server.run(_kill_the_worker(native_server))
+    native_server.run(kill_the_worker(native_server, "slack"))
 
     fake_openai.queue(ScriptedReply(text="Invoices are under Billing."))
-    native_server.run(_take_over(native_server))
+    native_server.run(take_over(native_server))
 
     [answer] = bot_messages(fake_slack, "C0GENERAL", event["ts"])
     assert answer["ts"] == streamed["ts"] and answer["text"] == "Invoices are under Billing."
@@ -644,12 +623,12 @@ def test_a_native_stream_the_inbox_never_noted_is_still_the_only_message(
     assert send(native_server, fake_slack, fake_slack.event_envelope(event)).status_code == 200
     [streamed] = wait_for(lambda: bot_messages(fake_slack, "C0GENERAL", event["ts"]))
     wait_for(lambda: fake_openai.chat_requests())
-    native_server.run(_kill_the_worker(native_server))
+    native_server.run(kill_the_worker(native_server, "slack"))
     # As if it died between chat.startStream and noting the stream: only its intent is kept.
     native_server.run(_forget_what_was_posted(native_server, keep_intent=True))
 
     fake_openai.queue(ScriptedReply(text="Invoices are under Billing."))
-    native_server.run(_take_over(native_server))
+    native_server.run(take_over(native_server))
 
     shown = [(m["ts"], m["text"]) for m in bot_messages(fake_slack, "C0GENERAL", event["ts"])]
     assert shown == [(streamed["ts"], "Invoices are under Billing.")]
@@ -665,11 +644,11 @@ def test_a_side_note_before_an_unnoted_stream_is_never_taken_for_the_answer(
         fake_slack, "C0GENERAL", event["ts"])] if len(bot_messages(
             fake_slack, "C0GENERAL", event["ts"])) == 2 else None)
     wait_for(lambda: fake_openai.chat_requests())
-    native_server.run(_kill_the_worker(native_server))
+    native_server.run(kill_the_worker(native_server, "slack"))
     native_server.run(_forget_what_was_posted(native_server, keep_intent=True))
 
     fake_openai.queue(ScriptedReply(text="Create a new key under API keys."))
-    native_server.run(_take_over(native_server))
+    native_server.run(take_over(native_server))
 
     shown = {m["ts"]: m["text"] for m in bot_messages(fake_slack, "C0GENERAL", event["ts"])}
     assert shown[streamed["ts"]] == "Create a new key under API keys."

@@ -20,6 +20,7 @@ import pytest
 from adapters.base import DestinationUnavailable
 from bot.model import ConversationKey
 from bot.server import create_app, platform_adapters
+from tests.adapters.worker_crash import kill_the_worker, take_over
 from tests.conftest import LiveServer, make_settings, running_server, wait_for
 from tests.fakes.botframework_server import FakeBotFramework
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
@@ -536,21 +537,8 @@ def test_fifty_concurrent_conversations_each_get_their_own_answer(
 # -- a worker that dies mid-answer -----------------------------------------------------------
 
 async def _kill_the_worker_and_take_over(server: TeamsServer) -> None:
-    """The worker dies (its turns are cancelled mid-answer), its leases run out, and the inbox
-    sweep answers again through the stored conversation reference."""
-    import asyncio
-
-    from sqlalchemy import update
-
-    from bot.store.tables import InboxEntry, utcnow
-
-    for task in list(server.teams._in_flight._tasks):
-        task.cancel()
-    await asyncio.sleep(0.1)
-    async with server.hub.database.begin() as connection:
-        await connection.execute(update(InboxEntry).values(lease_until=utcnow()))
-    await server.hub.redelivery.tick()
-    await server.hub.redelivery.drain()
+    await kill_the_worker(server, "teams")
+    await take_over(server)
 
 
 async def _inbox_rows(server: LiveServer) -> list[Any]:
