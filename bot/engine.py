@@ -257,10 +257,9 @@ class Engine:
             except Exception:
                 bound.exception("engine.apology_not_delivered")
             result = Result(Outcome.MODEL_FAILED, reply=reply)
-        except BaseException:  # cancelled (a shutdown): the lease lapses, another worker answers
+        finally:  # settled below; or cancelled (a shutdown): the lease lapses, another answers
             if self.inbox is not None and entry is not None:
                 self.inbox.active.discard(entry)
-            raise
         metrics.MESSAGES.labels(message.platform, result.outcome.value).inc()
         await self._settle(accepted, result, bound)
         return result
@@ -270,7 +269,6 @@ class Engine:
         journal = accepted.journal
         if self.inbox is None or journal.entry_id is None:
             return
-        self.inbox.active.discard(journal.entry_id)
         try:
             if result.model_down and self._model is not None:
                 await self.inbox.finish(journal.entry_id, WAITING_MODEL,
