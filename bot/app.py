@@ -123,6 +123,7 @@ class Hub:
         if self.engine.limiter is not None:
             await self.engine.limiter.close()
         await self.engine.close()
+        await self.knowledge.close()
         await self.database.dispose()
 
 

@@ -367,3 +367,11 @@ async def test_answers_carry_a_ref_that_feedback_can_use(hub: Hub,
         assert not await hub.engine.record_feedback(forged, "u1", helpful=True)
     rows = await hub.store.messages(result.conversation_id or 0)
     assert await hub.store.feedback(rows[1].id) == [("u1", -1)]
+
+
+async def test_closing_the_hub_closes_the_embedding_client(tmp_path: Path,
+                                                           fake_openai: FakeOpenAI) -> None:
+    hub = await Hub.create(make_settings(tmp_path, fake_openai))
+    client = hub.knowledge.embedder._client  # type: ignore[union-attr]
+    await hub.close()
+    assert client.is_closed()

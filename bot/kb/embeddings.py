@@ -52,6 +52,9 @@ class OpenAIEmbedder:
                                                              key=lambda item: item.index))
         return vectors
 
+    async def close(self) -> None:
+        await self._client.close()
+
 
 class LocalEmbedder:
     """sentence-transformers on the CPU; the model must already be on disk (offline)."""

@@ -110,6 +110,12 @@ class KnowledgeBase:
         return tuple(s.name for s in self.sources
                      if s.visible_in(key.platform, key.workspace, key.channel))
 
+    async def close(self) -> None:
+        """Release the embedding model's connections (an HTTP client for OpenAI's)."""
+        close = getattr(self.embedder, "close", None)
+        if close is not None:
+            await close()
+
     async def retrieve(self, question: str, key: ConversationKey) -> Retrieval:
         """The relevant passages this channel may see; a failing embedding service degrades
         to full-text search rather than failing the answer."""
