@@ -17,11 +17,14 @@ from typing import Any, Protocol
 import psycopg
 import pytest
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.app import Hub
 from bot.config import Settings
 from bot.model import Author, ConversationKey, Message
 from bot.server import create_app
+from bot.store import migrate
+from bot.store.database import create_engine
 from tests.fakes.openai_server import FakeOpenAI
 
 POSTGRES_ADMIN_URL = os.environ.get("BOTHUB_TEST_POSTGRES_URL",
@@ -87,6 +90,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'bothub.db'}"
     else:
         yield from _postgres_database()
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """A database engine on each backend, migrated to head."""
+    engine = create_engine(database_url)
+    await migrate.upgrade(engine)
+    yield engine
+    await engine.dispose()
 
 
 def make_settings(tmp_path: Path, fake: FakeOpenAI | None, **overrides: Any) -> Settings:

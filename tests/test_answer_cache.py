@@ -50,14 +50,6 @@ def events(monkeypatch: pytest.MonkeyPatch) -> RecordingLog:
 
 
 @pytest.fixture
-async def database(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await migrate.upgrade(engine)
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
 def redis_prefix() -> Iterator[str]:
     """A key prefix of the test's own, its keys deleted afterwards."""
     prefix = f"test-answer-cache:{uuid.uuid4().hex}:"

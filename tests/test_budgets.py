@@ -4,7 +4,7 @@ once per workspace and period however many workers see the budget trip."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -33,14 +33,6 @@ T2 = ConversationKey("slack", "T2", "C1", "thread-2")
 
 def config(**values: Any) -> BudgetConfig:
     return BudgetConfig.model_validate(values)
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await migrate.upgrade(engine)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ claim, every transition recorded, and SLA turns taken by one worker."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -12,21 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.escalation.store import Actor, Change, EscalationStore, State
 from bot.model import ConversationKey
-from bot.store import migrate
 from bot.store.conversations import ConversationStore
 from bot.store.database import create_engine
 from bot.store.tables import utcnow
 
 KEY = ConversationKey("slack", "T1", "C1", "1700000000.000100")
 ADA = Actor("U0ADA", "Ada", "slack")
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await migrate.upgrade(engine)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -14,18 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bot.model import ConversationKey
 from bot.store import migrate
 from bot.store.conversations import AnswerRecord, ConversationStore
-from bot.store.database import create_engine
 from bot.store.tables import Base
 
 KEY = ConversationKey("slack", "T1", "C1", "1700000000.000100")
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url)
-    await migrate.upgrade(engine)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture
