@@ -21,7 +21,6 @@ from adapters.base import InFlight, ReplyChannel
 from bot import metrics, replies
 from bot.engine import Accepted, Engine
 from bot.model import Message, Reply, ReplyMode
-from bot.store.conversations import ConversationState
 from bot.store.inbox import DONE, FAILED, WAITING_MODEL, WORKING, Entry, Inbox, Journal
 from bot.store.repository import StorageUnavailable
 
@@ -116,12 +115,12 @@ class Redelivery:
             await channel.post(Reply(replies.UNEXPECTED, ReplyMode.NOTICE))
             await self._inbox.finish(entry.id, FAILED)
             return
+        # The conversation as it is now (its running summary may have moved on); the entry
+        # is deleted with it, so it is there.
+        conversation = await self._engine.conversation_state(entry.conversation_id)
         message = Message.from_envelope(entry.envelope)
-        accepted = Accepted(
-            message, message.text, ConversationState(entry.conversation_id, "", None),
-            entry.message_id, journal, resumed=not follow_up, follow_up=follow_up)
-        accepted.conversation = await self._engine.conversation_state(entry.conversation_id) \
-            or accepted.conversation
+        accepted = Accepted(message, message.text, conversation, entry.message_id, journal,
+                            resumed=not follow_up, follow_up=follow_up)
         log.info("inbox.taking_over")
         metrics.INBOX_TAKEN_OVER.labels(entry.platform,
                                         "follow_up" if follow_up else "resumed").inc()
