@@ -221,11 +221,11 @@ class AnswerCache:
             value = await self._store.read(key.digest)
         except Exception as exc:
             self._failed(exc)
-            metrics.ANSWER_CACHE.labels("error").inc()
+            metrics.ANSWER_CACHE.add(1, {"result": "error"})
             return None
         self._recovered()
         answer = CachedAnswer.from_json(value) if value is not None else None
-        metrics.ANSWER_CACHE.labels("hit" if answer else "miss").inc()
+        metrics.ANSWER_CACHE.add(1, {"result": "hit" if answer else "miss"})
         return answer
 
     async def put(self, key: AnswerKey, answer: CachedAnswer) -> None:

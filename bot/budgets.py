@@ -177,7 +177,7 @@ class BudgetGuard:
             return BudgetDecision(alert=alert)
         period, spent, limit = exceeded[-1]  # the month outlasts the day
         action = BudgetAction(budget.action)
-        metrics.BUDGET_EXCEEDED.labels(platform, action.value).inc()
+        metrics.BUDGET_EXCEEDED.add(1, {"platform": platform, "action": action.value})
         return BudgetDecision(
             action=action, model=budget.cheaper_model if action is BudgetAction.CHEAPER_MODEL
             else None, period=period.kind, spent_usd=spent, limit_usd=limit,

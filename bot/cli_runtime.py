@@ -13,6 +13,7 @@ from bot.app import Hub
 from bot.config import ConfigError, Settings, load_settings
 from bot.logging import configure_for
 from bot.store.repository import StorageUnavailable
+from bot.telemetry import tracing
 
 out = Console()
 err = Console(stderr=True)
@@ -25,6 +26,7 @@ def settings() -> Settings:
     except ConfigError as exc:
         fail(str(exc))
     configure_for(loaded)
+    tracing.configure_for(loaded)
     return loaded
 
 

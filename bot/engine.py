@@ -22,6 +22,7 @@ import structlog
 from adapters.base import ReplyChannel, ReplyStream
 from bot import attachments, guardrails, metrics, redaction, replies
 from bot.answer_cache import AnswerCache, AnswerKey, CachedAnswer, fingerprint
+from bot.answer_timing import TimedChannel, answer_finished
 from bot.budgets import BudgetAction, BudgetDecision, BudgetGuard
 from bot.citations import citation, cited, label, quote
 from bot.config import Behaviour, ChannelPolicy
@@ -44,6 +45,7 @@ from bot.store.conversations import (
 )
 from bot.store.inbox import DONE, WAITING_MODEL, Inbox, Journal, unjournaled
 from bot.store.repository import StorageUnavailable
+from bot.telemetry import tracing
 
 log = structlog.get_logger(__name__)
 
@@ -88,6 +90,8 @@ class Accepted:
     early: Result | None = None  # refused, a duplicate, storage down: only delivered
     resumed: bool = False  # another attempt at an answer a dead worker had started
     follow_up: bool = False  # the full answer owed since the model was down
+    # When this worker took the message (time.monotonic()): answer timings count from here.
+    accepted_at: float = field(default_factory=time.monotonic)
 
 
 class Retriever(Protocol):
@@ -144,7 +148,7 @@ class Engine:
             return False
         answer = await self._store.record_feedback(int(ref), user_id, 1 if helpful else -1)
         if answer is not None:
-            metrics.FEEDBACK.labels("up" if helpful else "down").inc()
+            metrics.FEEDBACK.add(1, {"value": "up" if helpful else "down"})
             if not helpful and self.desk is not None:
                 await self._escalate_on_thumbs_down(int(ref), user_id)
         return answer is not None
@@ -199,10 +203,19 @@ class Engine:
         """Steps 1-2: check the input, then store the (redacted) turn together with its inbox
         entry when a `route` says where to answer again after a crash. Never posts: the
         platform waits for this before it is acknowledged."""
+        with tracing.span("bothub.accept", **{"bothub.platform": message.platform,
+                                              "bothub.conversation": str(message.key)}), \
+                structlog.contextvars.bound_contextvars(conversation=str(message.key)):
+            accepted = await self._accept(message, route)
+            tracing.annotate(**{"bothub.outcome": accepted.early.outcome.value
+                                if accepted.early else "accepted"})
+            return accepted
+
+    async def _accept(self, message: Message, route: Mapping[str, Any] | None) -> Accepted:
         limits = self._behaviour.limits
         check = guardrails.check_input(message.text, has_attachments=bool(message.attachments),
                                        max_chars=limits.max_input_chars)
-        bound = log.bind(platform=message.platform, conversation=str(message.key),
+        bound = log.bind(platform=message.platform,
                          message_id=message.id)
         if check.refusal:
             bound.info("engine.refused", reason=check.refusal[:40])
@@ -210,10 +223,10 @@ class Engine:
                 Outcome.REFUSED, reply=Reply(check.refusal, ReplyMode.NOTICE)))
         if check.redacted:
             bound.info("engine.secrets_redacted", kinds=list(check.redacted))
-            metrics.REDACTED.labels("input").inc(len(check.redacted))
+            metrics.REDACTED.add(len(check.redacted), {"direction": "input"})
         if redaction.looks_like_injection(check.text):
             bound.info("engine.injection_attempt")  # answered as data, never as instructions
-            metrics.INJECTION_ATTEMPTS.inc()
+            metrics.INJECTION_ATTEMPTS.add(1)
         text = scrubber.hide_configured(check.text)  # bothub's own secrets, pasted back
         row = None
         if route is not None and self.inbox is not None:
@@ -241,8 +254,22 @@ class Engine:
         """Steps 3-11 for an accepted message; the inbox entry is settled once the answer is
         delivered (a crash before that leaves it to another worker)."""
         message = accepted.message
-        bound = log.bind(platform=message.platform, conversation=str(message.key),
-                         message_id=message.id, attempt="resumed" if accepted.resumed else None)
+        conversation_id = accepted.conversation.id if accepted.conversation else None
+        with tracing.span("bothub.respond", **{"bothub.platform": message.platform,
+                                               "bothub.conversation": str(message.key),
+                                               "bothub.conversation_id": conversation_id,
+                                               "bothub.resumed": accepted.resumed}), \
+                structlog.contextvars.bound_contextvars(conversation=str(message.key),
+                                                        conversation_id=conversation_id):
+            result = await self._respond_timed(accepted, channel)
+            tracing.annotate(**{"bothub.outcome": result.outcome.value})
+            return result
+
+    async def _respond_timed(self, accepted: Accepted, channel: ReplyChannel) -> Result:
+        message = accepted.message
+        channel = TimedChannel(channel, platform=message.platform, since=accepted.accepted_at)
+        bound = log.bind(platform=message.platform, message_id=message.id,
+                         attempt="resumed" if accepted.resumed else None)
         entry = accepted.journal.entry_id
         if self.inbox is not None and entry is not None:
             self.inbox.active.add(entry)  # its lease is renewed while this answer runs
@@ -260,7 +287,9 @@ class Engine:
         finally:  # settled below; or cancelled (a shutdown): the lease lapses, another answers
             if self.inbox is not None and entry is not None:
                 self.inbox.active.discard(entry)
-        metrics.MESSAGES.labels(message.platform, result.outcome.value).inc()
+        answer_finished(message.platform, result.outcome.value, accepted.accepted_at)
+        bound.info("engine.handled", outcome=result.outcome.value,
+                   seconds=round(time.monotonic() - accepted.accepted_at, 3))
         await self._settle(accepted, result, bound)
         return result
 
@@ -390,7 +419,7 @@ class Engine:
                                             channel=key.channel, user=message.author.id)
         if decision.allowed:
             return None
-        metrics.RATE_LIMITED.labels(key.platform, decision.scope).inc()
+        metrics.RATE_LIMITED.add(1, {"platform": key.platform, "scope": decision.scope})
         log.info("engine.rate_limited", scope=decision.scope,
                  retry_after=round(decision.retry_after, 1), told=decision.notify)
         reply = Reply(replies.rate_limited(decision.scope, decision.retry_after),
@@ -420,11 +449,16 @@ class Engine:
         """None when there is no knowledge base or it failed: the answer goes on without it."""
         if self._knowledge is None or not question:
             return None
-        try:
-            return await self._knowledge.retrieve(question, key)
-        except Exception:
-            log.exception("engine.retrieval_failed")
-            return None
+        with tracing.span("bothub.retrieve", **{"bothub.scope": str(key)}):
+            try:
+                retrieval = await self._knowledge.retrieve(question, key)
+            except Exception as exc:
+                log.exception("engine.retrieval_failed")
+                tracing.fail(type(exc).__name__)
+                return None
+            tracing.annotate(**{"bothub.passages": len(retrieval.passages),
+                                "bothub.found": retrieval.found})
+            return retrieval
 
     async def _answer_without_model(self, message: Message, text: str,
                                     conversation: ConversationState, user_turn: int,
@@ -631,7 +665,7 @@ class Engine:
             return record, reply, None
         cleaned = redaction.redact_output(scrubber.hide_configured("".join(pieces).strip()))
         if cleaned.changed:
-            metrics.REDACTED.labels("output").inc(len(cleaned.findings))
+            metrics.REDACTED.add(len(cleaned.findings), {"direction": "output"})
         record.text = cleaned.text
         blocked = self.desk.withheld(record.text, key) if self.desk and key else None
         if blocked is None and redaction.leaks_prompt(record.text, str(prompt[0]["content"])):

@@ -26,9 +26,11 @@ import openai
 import structlog
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
+from opentelemetry.trace import Status, StatusCode
 
 from bot import metrics
 from bot.config import Behaviour, Settings
+from bot.telemetry import tracing
 
 log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
@@ -174,9 +176,9 @@ class ChatModel:
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else 0
         tokens_out = int(getattr(usage, "completion_tokens", 0) or 0) if usage else 0
         cost = self.cost(model, tokens_in, tokens_out)
-        metrics.TOKENS.labels(model, "in").inc(tokens_in)
-        metrics.TOKENS.labels(model, "out").inc(tokens_out)
-        metrics.COST.labels(model).inc(float(cost))
+        metrics.TOKENS.add(tokens_in, {"model": model, "direction": "in"})
+        metrics.TOKENS.add(tokens_out, {"model": model, "direction": "out"})
+        metrics.COST.add(float(cost), {"model": model})
         return Usage(model=model, tokens_in=tokens_in, tokens_out=tokens_out, cost_usd=cost)
 
     def _chain(self, model: str | None) -> list[Target]:
@@ -201,12 +203,24 @@ class ChatModel:
             if target.breaker.open or id(target.client) in refused:
                 continue
             started = False
+            request: dict[str, tracing.AttributeValue | None] = {
+                "gen_ai.operation.name": "chat", "gen_ai.system": "openai",
+                "gen_ai.request.model": target.model, "gen_ai.request.max_tokens": max_tokens}
+            span = tracing.start_span("bothub.llm.chat", **request)
             try:
                 async for event in self._stream_one(target, messages, max_tokens=max_tokens,
                                                     temperature=temperature, tools=tools):
                     started = started or isinstance(event, TextDelta)
+                    if isinstance(event, StreamEnd):
+                        span.set_attributes({
+                            "gen_ai.response.model": event.usage.model,
+                            "gen_ai.usage.input_tokens": event.usage.tokens_in,
+                            "gen_ai.usage.output_tokens": event.usage.tokens_out,
+                            "bothub.cost_usd": float(event.usage.cost_usd),
+                            "bothub.first_token_seconds": event.first_token_seconds or 0.0})
                     yield event
             except ModelError as exc:
+                span.set_status(Status(StatusCode.ERROR, exc.kind.value))
                 target.breaker.failure()
                 if started:
                     raise
@@ -215,6 +229,8 @@ class ChatModel:
                 failure = exc
                 log.warning("llm.falling_back", failed=target.model, kind=exc.kind.value)
                 continue
+            finally:
+                span.end()
             target.breaker.success()
             return
         raise failure or ModelError(FailureKind.UNAVAILABLE,
@@ -252,7 +268,7 @@ class ChatModel:
                         if text:
                             if first_token is None:
                                 first_token = time.monotonic() - started
-                                metrics.LLM_FIRST_TOKEN.labels(target.model).observe(first_token)
+                                metrics.LLM_FIRST_TOKEN.record(first_token, {"model": target.model})
                             yield TextDelta(text)
             if not finished:
                 raise IncompleteStream("the stream ended before the model finished its answer")
@@ -261,7 +277,7 @@ class ChatModel:
         for name, arguments in calls.values():
             yield ToolCall(name, _json_object(arguments))
         seconds = time.monotonic() - started
-        metrics.LLM_LATENCY.labels(target.model, "chat").observe(seconds)
+        metrics.LLM_LATENCY.record(seconds, {"model": target.model, "kind": "chat"})
         yield StreamEnd(usage=self._usage(target.model, usage), first_token_seconds=first_token,
                         seconds=seconds)
 
@@ -292,8 +308,8 @@ class ChatModel:
                     refused.add(id(target.client))
                 continue
             target.breaker.success()
-            metrics.LLM_LATENCY.labels(target.model, "complete").observe(
-                time.monotonic() - started)
+            metrics.LLM_LATENCY.record(time.monotonic() - started,
+                                       {"model": target.model, "kind": "complete"})
             return text.strip(), self._usage(target.model, usage)
         raise failure or ModelError(FailureKind.UNAVAILABLE,
                                     "every model is paused after repeated failures")
@@ -305,14 +321,14 @@ class ChatModel:
                 model=self.transcribe_model, file=(filename, data, content_type))
         except Exception as exc:
             raise self._failure(exc, "transcribe", self.transcribe_model) from exc
-        metrics.LLM_LATENCY.labels(self.transcribe_model, "transcribe").observe(
-            time.monotonic() - started)
+        metrics.LLM_LATENCY.record(time.monotonic() - started,
+                                   {"model": self.transcribe_model, "kind": "transcribe"})
         return (getattr(result, "text", None) or str(result)).strip()
 
     def _failure(self, exc: Exception, what: str, model: str) -> ModelError:
         kind = classify(exc)
         detail = f"{type(exc).__name__}: {str(exc)[:300]}"
-        metrics.LLM_ERRORS.labels(model, kind.value).inc()
+        metrics.LLM_ERRORS.add(1, {"model": model, "reason": kind.value})
         log.warning("llm.failed", call=what, model=model, kind=kind.value, detail=detail)
         return ModelError(kind, detail)
 

@@ -1,7 +1,9 @@
 """structlog set-up: readable lines in a terminal, JSON lines (BOTHUB_LOG_FORMAT=json) for
-collectors. Standard-library loggers (uvicorn, alembic, the SDKs) go through the same renderer,
-and every line, from either side, is scrubbed of secrets just before it is rendered
-(`bot.log_redaction`): the formatter is the one place both kinds of record pass through."""
+collectors. Each line carries the conversation it is about (bound by the engine) and the trace
+and span ids of the step it was written in (`add_trace_ids`). Standard-library loggers
+(uvicorn, alembic, the SDKs) go through the same renderer, and every line, from either side,
+is scrubbed of secrets just before it is rendered (`bot.log_redaction`): the formatter is the
+one place both kinds of record pass through."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 import structlog
 
 from bot.log_redaction import configured_secrets, register_secrets, scrubber
+from bot.telemetry.tracing import add_trace_ids
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -33,6 +36,7 @@ def configure(level: str = "INFO", fmt: str = "console", *,
     register_secrets(secrets)
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

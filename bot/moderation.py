@@ -19,16 +19,11 @@ from typing import Any, Literal
 
 import structlog
 from openai import AsyncOpenAI
-from prometheus_client import Counter
 
+from bot import metrics
 from bot.config import Behaviour, ModerationConfig, Settings
 
 log = structlog.get_logger(__name__)
-
-# Beside the series of bot.metrics; the result is "flagged", "clean" or "failed" (let through).
-CHECKS = Counter("bothub_moderation_checks_total",
-                 "Moderation checks, by direction (input, output) and result",
-                 ["direction", "result"])
 
 Direction = Literal["input", "output"]
 
@@ -104,11 +99,12 @@ class Moderator:
             categories = sorted({name for result in results
                                  for name, hit in result.categories.to_dict().items() if hit})
         except Exception as exc:
-            CHECKS.labels(direction, "failed").inc()
+            metrics.MODERATION_CHECKS.add(1, {"direction": direction, "result": "failed"})
             detail = f"{type(exc).__name__}: {str(exc)[:200]}"
             log.warning("moderation.failed_open", direction=direction, detail=detail)
             return NOT_CHECKED
-        CHECKS.labels(direction, "flagged" if flagged else "clean").inc()
+        metrics.MODERATION_CHECKS.add(
+            1, {"direction": direction, "result": "flagged" if flagged else "clean"})
         if flagged:
             log.info("moderation.flagged", direction=direction, categories=categories)
         return Verdict(flagged=flagged, categories=categories, checked=True)

@@ -122,8 +122,8 @@ class Redelivery:
         accepted = Accepted(message, message.text, conversation, entry.message_id, journal,
                             resumed=not follow_up, follow_up=follow_up)
         log.info("inbox.taking_over")
-        metrics.INBOX_TAKEN_OVER.labels(entry.platform,
-                                        "follow_up" if follow_up else "resumed").inc()
+        metrics.INBOX_TAKEN_OVER.add(1, {"platform": entry.platform,
+                                         "kind": "follow_up" if follow_up else "resumed"})
         await self._engine.respond(accepted, channel)
 
 

@@ -25,7 +25,10 @@ from bot.model import Author, ConversationKey, Message
 from bot.server import create_app
 from bot.store import migrate
 from bot.store.database import create_engine
+from tests.fakes.botframework_server import FakeBotFramework
+from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.slack_server import FakeSlack
 
 POSTGRES_ADMIN_URL = os.environ.get("BOTHUB_TEST_POSTGRES_URL",
                                     "postgresql://postgres@127.0.0.1:5432/test")
@@ -62,6 +65,10 @@ def shared_fake(kind: Callable[[], ResettableServer], name: str) -> tuple[Any, A
 
 
 _openai_server, fake_openai = shared_fake(FakeOpenAI, "fake_openai")
+# The platform fakes, for the adapters' tests and for anything else that reaches a platform.
+_slack_server, fake_slack = shared_fake(FakeSlack, "fake_slack")
+_discord_server, fake_discord = shared_fake(FakeDiscord, "fake_discord")
+_teams_server, fake_teams = shared_fake(FakeBotFramework, "fake_teams")
 
 
 def _postgres_database() -> Iterator[str]:

@@ -90,3 +90,16 @@ def command_message(command: Mapping[str, Any], workspace: Workspace, *, thread_
         channel_name="a direct message" if direct else (f"#{channel_name}" if channel_name
                                                         else ""),
         raw=dict(command))
+
+
+def event_kind(body: dict[str, Any]) -> str:
+    """What a Slack request is, for the events counter: mention, message, command,
+    interaction (buttons), or its own type (counted as "other" by `bot.metrics`)."""
+    if body.get("command"):
+        return "command"
+    kind = body.get("type")
+    if kind == "event_callback":
+        event = body.get("event")
+        kind = event.get("type") if isinstance(event, dict) else None
+        return {"app_mention": "mention", "message": "message"}.get(str(kind), "other")
+    return "interaction" if kind in {"block_actions", "view_submission"} else "other"

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from adapters.http import NotJson, parse_json, read_capped
 from adapters.web.channel import SseReplyChannel
 from bot.engine import Engine, Outcome, Result
+from bot.metrics import event_in
 from bot.model import Author, ConversationKey, Message
 from bot.store.repository import StorageUnavailable
 
@@ -87,6 +88,7 @@ def web_chat_router(engine: Engine) -> APIRouter:
 
     @router.post("/api/chat")
     async def chat(request: Request) -> Response:
+        event_in("web", "message")
         body = await read_capped(request, MAX_BODY_BYTES)
         if body is None:
             return _problem(413, f"the request body is larger than {MAX_BODY_BYTES} bytes")

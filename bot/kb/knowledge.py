@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot import metrics
 from bot.config import Behaviour, Settings, SourceConfig
 from bot.kb.catalog import KbCatalog, RunRecord, RunReport
 from bot.kb.documents import Hit
@@ -18,6 +20,7 @@ from bot.kb.sources import build_sources
 from bot.kb.sync import ProgressCallback, sync_sources
 from bot.llm import ModelError
 from bot.model import ConversationKey
+from bot.telemetry import tracing
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +81,25 @@ class KnowledgeBase:
                                               scheduled_for=scheduled_for)
         if run_id is None:
             return None
+        started = time.monotonic()
+        status = "failed"
+        with tracing.span("bothub.kb.sync", **{"bothub.trigger": trigger,
+                                               "bothub.source": source, "bothub.run": run_id}):
+            try:
+                outcome = await self._sync_run(run_id, configs, source, progress)
+                status = outcome.status
+                tracing.annotate(**{"bothub.status": status})
+                return outcome
+            except asyncio.CancelledError:
+                status = "interrupted"
+                raise
+            finally:
+                attributes = {"status": status, "trigger": trigger}
+                metrics.KB_SYNC_RUNS.add(1, attributes)
+                metrics.KB_SYNC_DURATION.record(time.monotonic() - started, attributes)
+
+    async def _sync_run(self, run_id: int, configs: list[SourceConfig], source: str | None,
+                        progress: ProgressCallback | None) -> SyncOutcome:
         try:
             status, report = await sync_sources(
                 build_sources(configs, self.catalog), config=self.config, catalog=self.catalog,
@@ -119,9 +141,18 @@ class KnowledgeBase:
     async def retrieve(self, question: str, key: ConversationKey) -> Retrieval:
         """The relevant passages this channel may see; a failing embedding service degrades
         to full-text search rather than failing the answer."""
+        started = time.monotonic()
         sources = self.visible_sources(key)
         hits = await self.search(question, sources, limit=self.config.top_k * 2)
         relevant = [hit for hit in hits if self._relevant(hit)][: self.config.top_k]
+        metrics.RETRIEVAL_LATENCY.record(time.monotonic() - started)
+        metrics.RETRIEVAL_PASSAGES.record(len(relevant))
+        if relevant:
+            best = relevant[0]
+            if best.similarity is not None:
+                metrics.RETRIEVAL_TOP_SCORE.record(best.similarity, {"kind": "similarity"})
+            if best.bm25 is not None:
+                metrics.RETRIEVAL_TOP_SCORE.record(best.bm25, {"kind": "bm25"})
         return Retrieval(tuple(relevant))
 
     async def search(self, question: str, sources: tuple[str, ...] | None = None,
