@@ -26,6 +26,7 @@ from bot.kb.knowledge import KnowledgeBase
 from bot.model import ConversationKey, Reply, ReplyMode
 from bot.store.conversations import ConversationStore
 from bot.store.repository import StorageUnavailable
+from bot.telemetry import tracing
 
 log = structlog.get_logger(__name__)
 
@@ -160,6 +161,13 @@ class EscalationDesk:
         route = self.route(key)
         if route is None:
             return None
+        with tracing.span("bothub.escalate", **{"bothub.reason": reason.split(":")[0],
+                                                "bothub.destination": ":".join(route)}):
+            return await self._open(conversation_id, key, user, route, reason=reason,
+                                    detail=detail)
+
+    async def _open(self, conversation_id: int, key: ConversationKey, user: Actor,
+                    route: tuple[str, str], *, reason: str, detail: str) -> Ticket:
         active = await self.store.active(conversation_id)
         if active is not None:  # a second trigger joins the first (no summary to build)
             return active
@@ -253,6 +261,12 @@ class EscalationDesk:
     async def act(self, escalation_id: int, action: str, agent: Actor, *,
                   save: bool = False) -> str:
         """Claim, release or resolve; the answer is for the agent who asked."""
+        with tracing.span(f"bothub.escalation.{action}", **{"bothub.escalation": escalation_id,
+                                                             "bothub.agent_platform":
+                                                                 agent.platform or None}):
+            return await self._act(escalation_id, action, agent, save=save)
+
+    async def _act(self, escalation_id: int, action: str, agent: Actor, *, save: bool) -> str:
         ticket = await self.store.get(escalation_id)
         if ticket is None:
             return f"There is no escalation #{escalation_id}."
