@@ -540,6 +540,22 @@ class Settings(BaseSettings):
     inbox_lease_seconds: float = Field(default=60.0, ge=1, le=3600,
                                        validation_alias=_env("BOTHUB_INBOX_LEASE_SECONDS"))
     admin_token: SecretStr | None = Field(default=None, validation_alias=_env("BOTHUB_ADMIN_TOKEN"))
+    admin_sso_header: str | None = Field(
+        default=None, validation_alias=_env("BOTHUB_ADMIN_SSO_HEADER"),
+        description="Header an authenticating proxy (oauth2-proxy, IAP) sets to the signed-in "
+                    "user's email, e.g. X-Forwarded-Email; unset: no SSO")
+    admin_sso_trusted_proxies: str = Field(
+        default="", validation_alias=_env("BOTHUB_ADMIN_SSO_TRUSTED_PROXIES"),
+        description="Comma-separated CIDRs of the proxies whose SSO header is believed; the "
+                    "header from any other peer is ignored")
+    admin_sso_allowed: str = Field(
+        default="", validation_alias=_env("BOTHUB_ADMIN_SSO_ALLOWED"),
+        description="Comma-separated emails or @domains allowed into /admin through SSO; "
+                    "empty: everyone the proxy lets through")
+    admin_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("BOTHUB_ADMIN_SECRET"),
+        description="Key for the admin area's CSRF tokens under SSO, the same on every "
+                    "worker; unset: derived from BOTHUB_ADMIN_TOKEN, else random per process")
     slack_bot_token: SecretStr | None = Field(default=None,
                                               validation_alias=_env("SLACK_BOT_TOKEN"))
     slack_signing_secret: SecretStr | None = Field(default=None,
@@ -584,6 +600,7 @@ class Settings(BaseSettings):
                      "slack_app_token", "slack_client_id", "slack_client_secret",
                      "slack_state_secret", "discord_bot_token", "microsoft_app_id",
                      "microsoft_app_password", "microsoft_app_tenant_id", "admin_token",
+                     "admin_secret", "admin_sso_header",
                      mode="before")
     @classmethod
     def _blank_key_is_none(cls, value: Any) -> Any:

@@ -138,7 +138,8 @@ def create_app(hub: Hub, *, services: bool = True,
             except Exception:  # a platform that is down must not keep the others from serving
                 log.exception("adapter.start_failed", adapter=adapter.name)
         if not admin_on:
-            log.info("admin.off", hint="set BOTHUB_ADMIN_TOKEN to enable /admin")
+            log.info("admin.off", hint="set BOTHUB_ADMIN_TOKEN (or BOTHUB_ADMIN_SSO_*) "
+                                          "to enable /admin")
         log.info("bothub.ready", model=hub.engine.model_name or "none (no OPENAI_API_KEY)",
                  adapters=[adapter.name for adapter in adapters] or ["web"],
                  database=hub.database.url.render_as_string(hide_password=True))
@@ -180,8 +181,7 @@ def create_app(hub: Hub, *, services: bool = True,
     async def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    admin_on = mount_admin(app, hub.settings.admin_token,
-                           health=lambda: health_report(hub))
+    admin_on = mount_admin(app, hub, health=lambda: health_report(hub))
     app.include_router(web_chat_router(hub.engine))
     for adapter in adapters:
         app.include_router(adapter.router())

@@ -78,7 +78,7 @@ def client(admin_server: LiveServer, leaks: TokenLeakCheck) -> Iterator[httpx.Cl
 
 
 def sign_in(client: httpx.Client, token: str = TOKEN, **kwargs: Any) -> httpx.Response:
-    return client.post("/admin/login", data={"token": token}, **kwargs)
+    return client.post("/admin/login", data={"name": "Ada Admin", "token": token}, **kwargs)
 
 
 def csrf_of(page: str) -> str:
@@ -168,7 +168,7 @@ def test_sign_in_sets_a_strict_session_cookie_without_the_token(client: httpx.Cl
     value = client.cookies[SESSION_COOKIE]
     assert TOKEN not in value and TOKEN[4:12] not in value
     home = client.get("/admin")
-    assert home.status_code == 200 and "<h1>bothub admin</h1>" in home.text
+    assert home.status_code == 200 and "<h1>Overview</h1>" in home.text
     assert client.get("/admin/api/health").json()["status"] == "ok"
     assert client.get("/admin/login").status_code == 303  # already signed in
 
