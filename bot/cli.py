@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -126,6 +127,25 @@ def migrate() -> None:
         out.print(f"The database is up to date (revision {after}).")
     else:
         out.print(f"Migrated the database from {before or 'empty'} to {after}.")
+
+
+@app.command("config-reference")
+def config_reference(
+        output: Annotated[Path | None, typer.Option(
+            help="Write the reference to this file instead of printing it.")] = None) -> None:
+    """Print every environment variable and behaviour key, as Markdown (docs/configuration.md)."""
+    from bot.config_reference import render
+
+    text = render()
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        err.print(f"Cannot write {output}: {exc.strerror or exc}", style="red", markup=False)
+        raise typer.Exit(1) from None
+    out.print(f"Wrote the configuration reference to {output}.", markup=False)
 
 
 def main() -> None:

@@ -518,28 +518,70 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore",
                                       populate_by_name=True)
 
-    data_dir: Path = Field(default=Path("data"), validation_alias=_env("BOTHUB_DATA_DIR"))
-    database_url: str | None = Field(default=None, validation_alias=_env("DATABASE_URL"))
-    lancedb_uri: str | None = Field(default=None, validation_alias=_env("LANCEDB_URI"))
-    redis_url: str | None = Field(default=None, validation_alias=_env("REDIS_URL"))
+    data_dir: Path = Field(
+        default=Path("data"), validation_alias=_env("BOTHUB_DATA_DIR"),
+        description="Folder of the embedded defaults: the SQLite database and the local knowledge "
+                    "base index")
+    database_url: str | None = Field(
+        default=None, validation_alias=_env("DATABASE_URL"),
+        description="The database, e.g. postgresql://bothub:PASSWORD@db:5432/bothub (the async "
+                    "driver is chosen for you); it may hold a password, so treat it as a secret; "
+                    "unset: SQLite in BOTHUB_DATA_DIR")
+    lancedb_uri: str | None = Field(
+        default=None, validation_alias=_env("LANCEDB_URI"),
+        description="Where the knowledge base index lives: a folder, or object storage such as "
+                    "s3://bucket/prefix shared by every worker; unset: BOTHUB_DATA_DIR/lancedb")
+    redis_url: str | None = Field(
+        default=None, validation_alias=_env("REDIS_URL"),
+        description="Redis shared by every worker: rate limits, model-call slots and the answer "
+                    "cache; unset: each process limits on its own and caches in the database")
 
-    openai_api_key: SecretStr | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
-    openai_base_url: str | None = Field(default=None, validation_alias=_env("OPENAI_BASE_URL"))
-    chat_model: str = Field(default="gpt-4o", validation_alias=_env("BOTHUB_CHAT_MODEL"))
-    fallback_models: str = Field(default="", validation_alias=_env("BOTHUB_FALLBACK_MODELS"))
-    embedding_model: str = Field(default="text-embedding-3-small",
-                                 validation_alias=_env("BOTHUB_EMBEDDING_MODEL"))
-    transcribe_model: str = Field(default="gpt-4o-transcribe",
-                                  validation_alias=_env("BOTHUB_TRANSCRIBE_MODEL"))
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=_env("OPENAI_API_KEY"),
+        description="Key of the OpenAI API or of the server at OPENAI_BASE_URL; unset: answers "
+                    "quote the knowledge base without a model")
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=_env("OPENAI_BASE_URL"),
+        description="Any OpenAI-compatible server (Azure OpenAI, vLLM, Ollama...), e.g. "
+                    "http://llm.internal:8000/v1; unset: OpenAI's API")
+    chat_model: str = Field(
+        default="gpt-4o", validation_alias=_env("BOTHUB_CHAT_MODEL"),
+        description="The model that answers")
+    fallback_models: str = Field(
+        default="", validation_alias=_env("BOTHUB_FALLBACK_MODELS"),
+        description="Comma-separated models tried in turn when the chat model fails before its "
+                    "first token (the YAML's `fallbacks` add other endpoints)")
+    embedding_model: str = Field(
+        default="text-embedding-3-small", validation_alias=_env("BOTHUB_EMBEDDING_MODEL"),
+        description="Embeddings of the knowledge base: an OpenAI model, `local` "
+                    "(sentence-transformers, see the README) or `none` (full-text search only); a "
+                    "change re-embeds everything")
+    transcribe_model: str = Field(
+        default="gpt-4o-transcribe", validation_alias=_env("BOTHUB_TRANSCRIBE_MODEL"),
+        description="Transcribes voice messages and audio files before they are answered")
 
-    config_file: Path | None = Field(default=None, validation_alias=_env("BOTHUB_CONFIG"))
-    kb_dir: Path | None = Field(default=None, validation_alias=_env("BOTHUB_KB_DIR"))
-    kb_sync_cron: str = Field(default="0 2 * * *", validation_alias=_env("BOTHUB_KB_SYNC_CRON"))
-    # How long a worker's hold on a question it is answering lasts without renewal: after a
-    # crash, another worker takes the question over within about this long.
-    inbox_lease_seconds: float = Field(default=60.0, ge=1, le=3600,
-                                       validation_alias=_env("BOTHUB_INBOX_LEASE_SECONDS"))
-    admin_token: SecretStr | None = Field(default=None, validation_alias=_env("BOTHUB_ADMIN_TOKEN"))
+    config_file: Path | None = Field(
+        default=None, validation_alias=_env("BOTHUB_CONFIG"),
+        description="The behaviour YAML file (see the second part of this reference and "
+                    "bothub.example.yaml); unset: the shipped defaults")
+    kb_dir: Path | None = Field(
+        default=None, validation_alias=_env("BOTHUB_KB_DIR"),
+        description="Folder of Markdown, text, HTML and PDF files for the default knowledge "
+                    "source; unset: the shipped sample")
+    kb_sync_cron: str = Field(
+        default="0 2 * * *", validation_alias=_env("BOTHUB_KB_SYNC_CRON"),
+        description="When `bothub serve` re-syncs the knowledge base: a crontab line, in UTC "
+                    "unless a zone goes first (TZ=Europe/Berlin 0 2 * * *); one worker runs each "
+                    "fire time")
+    inbox_lease_seconds: float = Field(
+        default=60.0, ge=1, le=3600, validation_alias=_env("BOTHUB_INBOX_LEASE_SECONDS"),
+        description="How long a worker's hold on a question it is answering lasts without "
+                    "renewal: after a crash, another worker takes the question over within "
+                    "about this long")
+    admin_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("BOTHUB_ADMIN_TOKEN"),
+        description="Turns on /admin: scripts send it as a Bearer token, people sign in with it "
+                    "(e.g. openssl rand -hex 32); unset: /admin exists only with SSO")
     admin_sso_header: str | None = Field(
         default=None, validation_alias=_env("BOTHUB_ADMIN_SSO_HEADER"),
         description="Header an authenticating proxy (oauth2-proxy, IAP) sets to the signed-in "
@@ -556,51 +598,104 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env("BOTHUB_ADMIN_SECRET"),
         description="Key for the admin area's CSRF tokens under SSO, the same on every "
                     "worker; unset: derived from BOTHUB_ADMIN_TOKEN, else random per process")
-    slack_bot_token: SecretStr | None = Field(default=None,
-                                              validation_alias=_env("SLACK_BOT_TOKEN"))
-    slack_signing_secret: SecretStr | None = Field(default=None,
-                                                   validation_alias=_env("SLACK_SIGNING_SECRET"))
-    slack_app_token: SecretStr | None = Field(default=None,
-                                              validation_alias=_env("SLACK_APP_TOKEN"))
-    slack_api_url: str = Field(default="https://slack.com/api/",
-                               validation_alias=_env("SLACK_API_URL"))
-    # Slack's own chat streaming where the workspace offers it; off: the answer grows by edits
-    slack_native_streaming: bool = Field(default=True,
-                                         validation_alias=_env("SLACK_NATIVE_STREAMING"))
-    slack_client_id: str | None = Field(default=None, validation_alias=_env("SLACK_CLIENT_ID"))
-    slack_client_secret: SecretStr | None = Field(default=None,
-                                                  validation_alias=_env("SLACK_CLIENT_SECRET"))
-    slack_state_secret: SecretStr | None = Field(default=None,
-                                                 validation_alias=_env("SLACK_STATE_SECRET"))
+    slack_bot_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("SLACK_BOT_TOKEN"),
+        description="Bot token (xoxb-...) of a single-workspace install")
+    slack_signing_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("SLACK_SIGNING_SECRET"),
+        description="Verifies that HTTP requests to /slack/events come from Slack (Basic "
+                    "Information -> Signing Secret)")
+    slack_app_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("SLACK_APP_TOKEN"),
+        description="App-level token (xapp-...) with connections:write: Socket Mode, no public URL "
+                    "needed")
+    slack_api_url: str = Field(
+        default="https://slack.com/api/", validation_alias=_env("SLACK_API_URL"),
+        description="Slack's Web API; another value points the adapter at a Slack-compatible "
+                    "server")
+    slack_native_streaming: bool = Field(
+        default=True, validation_alias=_env("SLACK_NATIVE_STREAMING"),
+        description="Stream answers with Slack's own chat streaming where the workspace offers it; "
+                    "false: the answer grows by edits")
+    slack_client_id: str | None = Field(
+        default=None, validation_alias=_env("SLACK_CLIENT_ID"),
+        description="OAuth client id: installs into many workspaces instead of one SLACK_BOT_TOKEN")
+    slack_client_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("SLACK_CLIENT_SECRET"),
+        description="OAuth client secret of multi-workspace installs")
+    slack_state_secret: SecretStr | None = Field(
+        default=None, validation_alias=_env("SLACK_STATE_SECRET"),
+        description="Any long random string; signs the state of multi-workspace OAuth installs")
     slack_escalation_channel: str | None = Field(
-        default=None, validation_alias=_env("SLACK_ESCALATION_CHANNEL"))
-    discord_bot_token: SecretStr | None = Field(default=None,
-                                                validation_alias=_env("DISCORD_BOT_TOKEN"))
-    discord_api_url: str = Field(default="https://discord.com/api/v10",
-                                 validation_alias=_env("DISCORD_API_URL"))
+        default=None, validation_alias=_env("SLACK_ESCALATION_CHANNEL"),
+        description="Channel id (C...) where people take over Slack conversations; unset: no "
+                    "escalation from Slack unless a rule routes it")
+    discord_bot_token: SecretStr | None = Field(
+        default=None, validation_alias=_env("DISCORD_BOT_TOKEN"),
+        description="The bot's token; set: `bothub serve` connects to Discord's gateway")
+    discord_api_url: str = Field(
+        default="https://discord.com/api/v10", validation_alias=_env("DISCORD_API_URL"),
+        description="Discord's REST API (the gateway URL is asked of it); another value points at "
+                    "a Discord-compatible server")
     discord_escalation_channel: str | None = Field(
-        default=None, validation_alias=_env("DISCORD_ESCALATION_CHANNEL"))
-    microsoft_app_id: str | None = Field(default=None, validation_alias=_env("MICROSOFT_APP_ID"))
+        default=None, validation_alias=_env("DISCORD_ESCALATION_CHANNEL"),
+        description="Text channel id where people take over Discord conversations")
+    microsoft_app_id: str | None = Field(
+        default=None, validation_alias=_env("MICROSOFT_APP_ID"),
+        description="The Azure Bot's Microsoft App ID; unset: no authentication, for a local Bot "
+                    "Framework Emulator only")
     microsoft_app_password: SecretStr | None = Field(
-        default=None, validation_alias=_env("MICROSOFT_APP_PASSWORD"))
+        default=None, validation_alias=_env("MICROSOFT_APP_PASSWORD"),
+        description="Client secret of the bot's Microsoft Entra app registration")
     microsoft_app_tenant_id: str | None = Field(
-        default=None, validation_alias=_env("MICROSOFT_APP_TENANT_ID"))
+        default=None, validation_alias=_env("MICROSOFT_APP_TENANT_ID"),
+        description="Tenant of a single-tenant bot; unset: multi-tenant")
     teams_escalation_conversation: str | None = Field(
-        default=None, validation_alias=_env("TEAMS_ESCALATION_CONVERSATION"))
-    teams_service_url: str | None = Field(default=None, validation_alias=_env("TEAMS_SERVICE_URL"))
+        default=None, validation_alias=_env("TEAMS_ESCALATION_CONVERSATION"),
+        description="Conversation id where people take over Teams conversations; the bot must have "
+                    "been added there, or TEAMS_SERVICE_URL be set")
+    teams_service_url: str | None = Field(
+        default=None, validation_alias=_env("TEAMS_SERVICE_URL"),
+        description="Bot Framework service URL for a conversation the bot has not seen yet, e.g. "
+                    "https://smba.trafficmanager.net/emea/")
     teams_allowed_service_urls: str = Field(
-        default="", validation_alias=_env("TEAMS_ALLOWED_SERVICE_URLS"))
+        default="", validation_alias=_env("TEAMS_ALLOWED_SERVICE_URLS"),
+        description="Comma-separated service URLs replies may also go to; empty: Microsoft's Bot "
+                    "Framework connectors only")
     teams_openid_metadata_url: str | None = Field(
-        default=None, validation_alias=_env("TEAMS_OPENID_METADATA_URL"))
-    teams_login_url: str | None = Field(default=None, validation_alias=_env("TEAMS_LOGIN_URL"))
-    log_level: str = Field(default="INFO", validation_alias=_env("BOTHUB_LOG_LEVEL"))
-    log_format: str = Field(default="console", validation_alias=_env("BOTHUB_LOG_FORMAT"))
+        default=None, validation_alias=_env("TEAMS_OPENID_METADATA_URL"),
+        description="OpenID metadata of another cloud's Bot Framework signing keys; unset: the "
+                    "public cloud's")
+    teams_login_url: str | None = Field(
+        default=None, validation_alias=_env("TEAMS_LOGIN_URL"),
+        description="Another cloud's login endpoint for the bot's own tokens; unset: the public "
+                    "cloud's")
+    log_level: str = Field(
+        default="INFO", validation_alias=_env("BOTHUB_LOG_LEVEL"),
+        description="DEBUG, INFO, WARNING or ERROR")
+    log_format: str = Field(
+        default="console", validation_alias=_env("BOTHUB_LOG_FORMAT"),
+        description="`console` for people, `json` (one object a line) for a log collector")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias=_env("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="OTLP/HTTP collector base URL (e.g. http://otel-collector:4318): traces of "
+                    "each pipeline step are sent to its /v1/traces; unset: no trace export")
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias=_env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        description="The full OTLP/HTTP traces URL, when it is not the base URL + /v1/traces")
+    otel_exporter_otlp_headers: SecretStr | None = Field(
+        default=None, validation_alias=_env("OTEL_EXPORTER_OTLP_HEADERS"),
+        description="Headers for the collector as key=value,key2=value2 (often an API key)")
+    otel_service_name: str = Field(
+        default="bothub", validation_alias=_env("OTEL_SERVICE_NAME"),
+        description="service.name of the traces and metrics")
 
     @field_validator("openai_api_key", "slack_bot_token", "slack_signing_secret",
                      "slack_app_token", "slack_client_id", "slack_client_secret",
                      "slack_state_secret", "discord_bot_token", "microsoft_app_id",
                      "microsoft_app_password", "microsoft_app_tenant_id", "admin_token",
-                     "admin_secret", "admin_sso_header",
+                     "admin_secret", "admin_sso_header", "otel_exporter_otlp_endpoint",
+                     "otel_exporter_otlp_traces_endpoint", "otel_exporter_otlp_headers",
                      mode="before")
     @classmethod
     def _blank_key_is_none(cls, value: Any) -> Any:

@@ -50,8 +50,11 @@ SECTION_PREFIXES: tuple[tuple[str, str], ...] = (
 LIBRARY_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("FORWARDED_ALLOW_IPS", "uvicorn",
      "Comma-separated addresses (or `*`) of the proxies whose X-Forwarded-For and "
-     "X-Forwarded-Proto are believed; default `127.0.0.1,::1`. Behind a load balancer, set "
-     "it to the balancer's addresses so that logs and rate limits see the real client."),
+     "X-Forwarded-Proto are believed; default `127.0.0.1,::1`. Set to a load balancer's "
+     "addresses, bothub sees each client's own address (the admin sign-in throttle counts "
+     "per address). BOTHUB_ADMIN_SSO_TRUSTED_PROXIES is matched against that resulting "
+     "address, not the connecting one: with SSO, make sure the address bothub ends up with "
+     "is the SSO proxy's."),
 )
 
 INTRO = """\
