@@ -15,7 +15,14 @@ import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from bot.admin import conversations_page, escalations_page, feedback_page
+from bot.admin import (
+    conversations_page,
+    escalations_page,
+    feedback_page,
+    health_page,
+    knowledge_page,
+    usage_page,
+)
 from bot.admin.auth import (
     ADMIN_PREFIX,
     WWW_AUTHENTICATE,
@@ -53,7 +60,7 @@ def _page_routers(hub: Hub, health: HealthReport) -> list[APIRouter]:
         feedback_page.router(hub),
     ]
     # --- pages of the knowledge-base / usage / health module owner go below this line ---
-    # e.g. routers.append(knowledge_page.router(hub))
+    routers += [knowledge_page.router(hub), usage_page.router(hub), health_page.router(health)]
     # --- end of their pages ---
     return routers
 
