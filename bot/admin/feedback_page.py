@@ -36,9 +36,10 @@ PAGE_SIZE = 25
 VALUES = {"all": None, "up": 1, "down": -1}
 
 
-def _share(up: int, down: int) -> str:
+def _percent(up: int, down: int) -> str:
+    """The helpful share of the votes, or a dash without votes."""
     total = up + down
-    return f"{round(100 * up / total)} % helpful" if total else "no votes yet"
+    return f"{round(100 * up / total)} %" if total else "–"
 
 
 def _clip(text: str, limit: int = 160) -> str:
@@ -78,9 +79,8 @@ def router(hub: Hub) -> APIRouter:
             heading("Feedback", subtitle="What people said about the answers they got."),
             stats([("Helpful", f"{up:,}", "all time"), ("Unhelpful", f"{down:,}", "all time"),
                    ("Last 7 days", f"{week_up:,} / {week_down:,}", "helpful / unhelpful"),
-                   ("Satisfaction", _share(up, down).split(" ")[0] + (" %" if up + down
-                                                                        else ""),
-                    _share(week_up, week_down) + " this week")]),
+                   ("Satisfaction", _percent(up, down),
+                    f"{_percent(week_up, week_down)} helpful this week")]),
             filters([("All", base, value == "all"),
                      ("Helpful", f"{base}?value=up", value == "up"),
                      ("Unhelpful", f"{base}?value=down", value == "down")]),

@@ -141,11 +141,12 @@ class AdminRecords(Repository):
             query = query.where(Conversation.platform == platform[:32])
         if escalated:
             query = query.where(exists().where(Escalation.conversation_id == Conversation.id))
-        if search.strip():
+        # Printable only: PostgreSQL refuses a NUL in text, and no message contains one.
+        search = "".join(ch for ch in search if ch.isprintable()).strip()[:MAX_SEARCH_CHARS]
+        if search:
             query = query.where(exists().where(
                 StoredMessage.conversation_id == Conversation.id,
-                StoredMessage.text.ilike(_like(search.strip()[:MAX_SEARCH_CHARS]),
-                                         escape="\\")))
+                StoredMessage.text.ilike(_like(search), escape="\\")))
         last = func.coalesce(figures.c.last, Conversation.created_at)
         query = query.order_by(last.desc(), Conversation.id.desc()).offset(offset).limit(limit)
         async with self._session() as session:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect
+from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize, expect
 
 from bot.escalation.store import State
 from tests.admin.world import TOKEN, AdminWorld, admin_world
@@ -16,7 +16,7 @@ from tests.browser.conftest import ARTIFACTS, INTERNALS, TIMEOUT_MS
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 
 pytestmark = pytest.mark.browser
-LAPTOP = {"width": 1280, "height": 800}
+LAPTOP: ViewportSize = {"width": 1280, "height": 800}
 ANSWER = ("To reset your password, open **Settings → Security** and choose *Reset "
           "password*; a link arrives by email within a minute. See "
           "[Resetting your password](https://docs.example.com/account/password) for details.")
@@ -163,7 +163,7 @@ def test_an_admin_signs_in_claims_and_resolves_an_escalation(
 def test_pages_fit_a_narrow_laptop_window(world: AdminWorld, browser: Browser) -> None:
     """At 1000 px nothing needs a horizontal scrollbar: the nav and the queue fit."""
     populate(world)
-    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    context = browser.new_context(viewport=ViewportSize(width=1000, height=700))
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
     try:
