@@ -94,7 +94,7 @@ code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;
 .side{background:var(--side);color:var(--side-ink)}
 .side-inner{position:sticky;top:0;padding:1rem 0}
 .brand{display:flex;align-items:center;gap:.55rem;padding:.2rem 1.2rem 1.1rem;color:#fff;
-font-weight:650;font-size:1.05rem;letter-spacing:.01em}
+font-weight:650;font-size:1.05rem;letter-spacing:.01em;white-space:nowrap}
 .brand .mark{display:inline-grid;place-items:center;width:1.7rem;height:1.7rem;
 border-radius:7px;background:var(--brand);color:#fff;font-size:.85rem}
 .brand small{color:var(--side-ink);font-weight:400;font-size:.78rem}
@@ -202,7 +202,9 @@ border-radius:12px;padding:1.8rem 2rem}
 .message{max-width:36rem;margin:12vh auto 0}
 @media (max-width:1100px){.shell{grid-template-columns:176px minmax(0,1fr)}
 .content{padding:1.1rem 1.1rem 2.5rem}.grid-side{grid-template-columns:minmax(0,1fr)}
-.clip{max-width:24ch}th,td{padding:.5rem .6rem}}
+.clip{max-width:24ch}th,td{padding:.5rem .6rem}
+td.actions{white-space:normal}td.actions form{display:block;margin:0 0 .3rem}
+td.actions button{width:100%}.brand{padding:.2rem 1rem 1.1rem}}
 @media (max-width:760px){.shell{grid-template-columns:1fr}.side-inner{position:static}
 .grid2{grid-template-columns:1fr}}
 """
@@ -224,9 +226,6 @@ def security_headers(style: str = _CSS) -> dict[str, str]:
         "Referrer-Policy": "no-referrer",
         "Cache-Control": "no-store",
     }
-
-
-SECURITY_HEADERS: Mapping[str, str] = security_headers()
 
 
 def _document(title: str, body: Html, style: str) -> str:
@@ -518,14 +517,3 @@ def read_notice(request: Request) -> Notice | None:
                                sig.encode("utf-8", "replace")):
         return None
     return Notice(text, tone)  # type: ignore[arg-type]  # checked against the literals above
-
-
-def home_page(health: Mapping[str, Any], csrf: str) -> str:  # pragma: no cover - replaced
-    """Kept for callers of the first admin version; the overview page replaces it."""
-    rows = []
-    components: Mapping[str, Any] = health.get("components", {})
-    for name, component in components.items():
-        state = str(component.get("state", "unknown")) if isinstance(component, dict) else "?"
-        rows.append((name, badge(state)))
-    return layout("Home", join([html("<h1>bothub admin</h1>"),
-                                table(["Component", "State"], rows), logout_form(csrf)]))
