@@ -6,6 +6,7 @@ say who)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -209,3 +210,34 @@ def test_the_json_api_lists_and_acts_with_a_bearer_token(world: AdminWorld) -> N
         refused = anonymous.post(f"/admin/api/escalations/{number}/resolve")
         assert refused.status_code == 401
     assert world.ticket(number).state is State.CLAIMED
+
+
+def test_two_admins_claiming_at_once_get_one_winner(world: AdminWorld) -> None:
+    number = world.escalate()
+    with signed_in(world, "Ada") as ada, signed_in(world, "Bob") as bob:
+        forms = [(client, csrf_of(client.get("/admin/escalations").text))
+                 for client in (ada, bob)]
+        with ThreadPoolExecutor(2) as pool:
+            pages = list(pool.map(lambda pair: pair[0].post(
+                f"/admin/escalations/{number}/claim", data={"csrf_token": pair[1]},
+                follow_redirects=True), forms))
+    notices = sorted(notice_of(page.text) or "" for page in pages)
+    winner = world.ticket(number).claimed_by_name
+    assert winner in ("Ada", "Bob")
+    assert notices == sorted([f"ok: You've claimed escalation #{number}. I'll stay quiet in "
+                              "that thread.",
+                              f"warn: Escalation #{number} is already claimed by {winner}."])
+    assert len([e for e in world.events(number) if e["action"] == "claimed"]) == 1
+    joined = [text for _key, text in world.outlet.told if "has joined" in text]
+    assert joined == [f"{winner} from our support team has joined and will take it from here."]
+
+
+def test_names_from_users_and_admins_are_shown_as_text(world: AdminWorld) -> None:
+    number = world.escalate(user="<img src=x onerror=alert(1)>")
+    with signed_in(world, "<script>alert(2)</script>") as admin:
+        act(admin, number, "claim")
+        for path in ("/admin/escalations", f"/admin/escalations/{number}"):
+            page = admin.get(path).text
+            assert "<img src=x" not in page and "<script>alert" not in page, path
+            assert "&lt;img src=x onerror=alert(1)&gt;" in page, path
+        assert "&lt;script&gt;alert(2)&lt;/script&gt;" in admin.get("/admin/escalations").text
