@@ -129,6 +129,19 @@ def migrate() -> None:
         out.print(f"Migrated the database from {before or 'empty'} to {after}.")
 
 
+@app.command()
+def check(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+    timeout: Annotated[float, typer.Option(min=0.5, max=300,
+                                           help="Seconds each part may take.")] = 10.0,
+) -> None:
+    """Reach each configured part (database, knowledge base, Redis, models, Slack, Discord,
+    Teams) and show what works and what to fix; exit code 1 when something failed."""
+    from bot.check.cli import check_command
+
+    raise typer.Exit(check_command(as_json=as_json, timeout=timeout, console=out))
+
+
 @app.command("config-reference")
 def config_reference(
         output: Annotated[Path | None, typer.Option(
