@@ -1,6 +1,8 @@
-"""The operator's admin area under /admin, protected by BOTHUB_ADMIN_TOKEN (unset: no /admin).
+"""The operator's dashboard under /admin, protected by BOTHUB_ADMIN_TOKEN and/or single sign-on
+through an authenticating proxy (neither configured: no /admin at all).
 
-Issue 9's dashboard pages are routes that depend on `require_admin` (see `bot.admin.auth`)."""
+Pages are modules with a `router(hub)` whose routes depend on `require_admin` (`bot.admin.auth`)
+and render through `bot.admin.layout`; `bot.admin.routes.mount_admin` puts them on the app."""
 
 from bot.admin.auth import AdminSession, require_admin
 from bot.admin.routes import admin_router, mount_admin
