@@ -82,7 +82,6 @@ def router(hub: Hub) -> APIRouter:
             log.warning("admin.index_unavailable", error=type(exc).__name__)
             chunks = None
         embedder = hub.knowledge.embedder
-        mode = f"Hybrid ({embedder.name})" if embedder else "Full-text only"
         running = any(run.status == "running" for run in runs)
         body = join([
             heading("Knowledge base",
@@ -95,7 +94,7 @@ def router(hub: Hub) -> APIRouter:
                 ("Documents", f"{sum(d for d, _ in counts.values()):,}", "indexed"),
                 ("Chunks", "–" if chunks is None else f"{chunks:,}",
                  "in the search index" if chunks is not None else "index unavailable"),
-                ("Retrieval", mode.split(" (")[0],
+                ("Retrieval", "Hybrid" if embedder else "Full-text",
                  f"embeddings: {embedder.name}" if embedder else "no embedding model set"),
             ]),
             card(sources_table(hub.knowledge.sources, counts, admin.csrf, running=running),

@@ -83,8 +83,8 @@ async def load_overview(store: UsageStore, days: int, *, now: datetime) -> Usage
     by_day = await store.report(by="day", since=since, until=now)
     by_platform = await store.report(by="platform", since=since, until=now)
     platform_days = {}
-    for row in by_platform.rows[:MAX_PLATFORM_SERIES]:
-        name = row.group["platform"]
+    # The busiest platforms, in name order: each keeps its colour whatever the period.
+    for name in sorted(row.group["platform"] for row in by_platform.rows[:MAX_PLATFORM_SERIES]):
         report = await store.report(by="day", platform=name, since=since, until=now)
         platform_days[name] = {r.group["day"]: r for r in report.rows}
     return UsageOverview(

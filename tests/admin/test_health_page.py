@@ -9,13 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+import pytest
 from fastapi import APIRouter
 
 from bot.app import Hub
 from bot.server import create_app, platform_adapters
 from tests.adapters.slack_world import send
 from tests.admin.world import TOKEN, admin_world, text_of
-from tests.conftest import LiveServer, make_settings, running_server, wait_for
+from tests.browser.conftest import INTERNALS
+from tests.conftest import (
+    POSTGRES_ADMIN_URL,
+    LiveServer,
+    make_settings,
+    running_server,
+    wait_for,
+)
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
@@ -214,3 +223,32 @@ def test_the_health_page_needs_an_admin(tmp_path: Path, fake_openai: FakeOpenAI)
         assert anonymous.headers["location"] == "/admin/login"
         assert httpx.get(f"{world.url}/admin/health",
                          headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+@pytest.mark.postgres
+def test_with_the_database_gone_the_pages_say_so_instead_of_failing(
+        tmp_path: Path, fake_openai: FakeOpenAI, postgres_url: str) -> None:
+    name = postgres_url.rsplit("/", 1)[1]
+    with admin_world(tmp_path, fake_openai, database_url=postgres_url) as world:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = %s", (name,))
+        try:
+            with httpx.Client(base_url=world.url, headers=BEARER, timeout=30) as client:
+                for path, title in (("/admin/usage", "Usage unavailable"),
+                                    ("/admin/knowledge", "Knowledge base unavailable")):
+                    page = client.get(path)
+                    assert page.status_code == 503, path
+                    assert f"{title} The database cannot be reached right now" in \
+                        text_of(page.text)
+                    assert not INTERNALS.search(text_of(page.text))
+                refused = client.post("/admin/knowledge/sync")
+                assert refused.status_code == 303
+                assert client.get(refused.headers["location"]).status_code == 503
+                text = health_page(world.url)
+                assert "Overall Degraded the database is not answering" in text
+                assert row(text, "Database", "Chat model").startswith("Database down error:")
+        finally:
+            with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+                admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')

@@ -24,7 +24,7 @@ from tests.admin.world import (
     signed_in,
     text_of,
 )
-from tests.conftest import wait_for
+from tests.conftest import make_settings, running_server, wait_for
 from tests.fakes.openai_server import FakeOpenAI
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -185,3 +185,12 @@ def test_shutdown_interrupts_a_running_sync_and_records_it(
         [run] = asyncio.run(recorded())
         assert (run.trigger, run.status) == ("admin", "interrupted")
         assert run.finished_at is not None
+
+
+def test_without_an_embedding_model_retrieval_is_full_text(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, None, admin_token=TOKEN,
+                             config_file=kb_config(tmp_path, None))
+    with running_server(settings) as server:
+        page = httpx.get(server.url + PAGE, headers=BEARER)
+        assert page.status_code == 200
+        assert "Retrieval Full-text no embedding model set" in text_of(page.text)

@@ -151,3 +151,17 @@ def test_usage_needs_an_admin(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
         assert anonymous.headers["location"] == "/admin/login"
         wrong: dict[str, Any] = {"Authorization": "Bearer not-the-token"}
         assert httpx.get(f"{world.url}/admin/usage", headers=wrong).status_code == 401
+
+
+def test_platforms_past_six_are_summed_as_other_in_the_answers_chart(
+        tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    with admin_world(tmp_path, fake_openai) as world:
+        for n, platform in enumerate(["p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8"]):
+            answer(world, platform, "w", cost=f"0.{n + 1}0", days_ago=0)
+        page = get(world, "/admin/usage?days=7")
+        chart = charts(page.text)["Answers per day by platform"]
+        today = label(today_at_midday_or_earlier().date())
+        # The six costliest in name order, then the two cheapest together.
+        assert bars(chart) == [f"{today} · p{n}: 1" for n in range(3, 9)] + [
+            f"{today} · other: 2"]
+        assert "Answers per day by platform: 8 in total over 7 days" in text_of(page.text)
