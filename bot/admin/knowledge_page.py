@@ -173,21 +173,17 @@ def history_table(runs: Sequence[RunRecord], *, now: datetime) -> Html:
         rows.append([f"#{run.id}", run.trigger, run.source or "all",
                      badge(run.status, RUN_TONES.get(run.status, "muted")),
                      when(run.started_at), took, f"{report.added:,}", f"{report.updated:,}",
-                     f"{report.deleted:,}", f"{report.failed + report.skipped:,}",
-                     problem_count(run, linked=run is shown)])
+                     f"{report.deleted:,}", failed(run, linked=run is shown)])
     return table(["Run", "Trigger", "Source", "Status", "Started", "Took", "Added", "Changed",
-                  "Deleted", "Failed", "Problems"], rows, numeric=(6, 7, 8, 9),
+                  "Deleted", "Problems"], rows, numeric=(6, 7, 8, 9),
                  empty="No sync has run yet. “Sync now” indexes the sources above.")
 
 
-def problem_count(run: RunRecord, *, linked: bool) -> Html:
-    """How many documents the run skipped or failed; the newest such run's count links to
-    the list below the history."""
-    count = len(run.report.errors)
-    if not count:
-        return html('<span class="muted">none</span>')
-    label = f"{count} problem{'s' if count != 1 else ''}"
-    return link("#problems", label) if linked else esc(label)
+def failed(run: RunRecord, *, linked: bool) -> Html:
+    """How many documents the run skipped or failed; in the newest such run the number links
+    to the list of them below the history."""
+    count = f"{run.report.failed + run.report.skipped:,}"
+    return link("#problems", count) if linked and run.report.errors else esc(count)
 
 
 def problems_card(runs: Sequence[RunRecord]) -> Html:
