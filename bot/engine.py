@@ -478,7 +478,7 @@ class Engine:
             outcome, mode = Outcome.NO_MODEL, "no_model"
         await channel.post(reply)
         await self._record(conversation, user_turn, AnswerRecord(
-            text=reply.text, mode=mode, status="notice"), log)
+            text=reply.text, mode=mode, status="notice", sources=sources(reply)), log)
         return Result(outcome, conversation.id, reply,
                       knowledge_found=None if retrieval is None else retrieval.found)
 
@@ -531,6 +531,7 @@ class Engine:
         record, reply, handoff = await self._stream_answer(
             prompt, policy, stream, prepared.notes, passages or (), ref=str(user_turn),
             tools=tools, key=message.key, model=model)
+        record.sources = sources(reply)
         if cache_key is not None and self._cache is not None and record.status == "ok" and \
                 handoff is None and reply.mode is ReplyMode.MODEL and \
                 not _names(message.author.display_name, record.text):
@@ -610,7 +611,7 @@ class Engine:
         reply = Reply(cached.text, ReplyMode.MODEL, citations, ref=str(accepted.user_turn),
                       handoff=self._offers_handoff(accepted.message.key))
         await self._record(accepted.conversation, accepted.user_turn, AnswerRecord(
-            text=cached.text, mode="cache", model=cached.model), log)
+            text=cached.text, mode="cache", model=cached.model, sources=sources(reply)), log)
         await stream.finish(reply)
         log.info("engine.answered_from_cache")
         return Result(Outcome.ANSWERED, accepted.conversation.id, reply)
@@ -713,6 +714,11 @@ class Engine:
             await self._store.add_answer(conversation.id, user_turn, record)
         except StorageUnavailable as exc:  # the user has the answer; only our record is lost
             log.error("engine.answer_not_recorded", reason=exc.reason)
+
+
+def sources(reply: Reply) -> list[dict[str, Any]]:
+    """An answer's citations as stored with it (the admin transcript shows them)."""
+    return [asdict(citation) for citation in reply.citations]
 
 
 def _names(name: str, text: str) -> bool:

@@ -1,8 +1,8 @@
 """Conversations: the list (newest activity first, searchable) and one conversation's
 transcript with each answer's mode, model, tokens, cost and the feedback it got.
 
-The transcript shows what is stored: an answer's sources are not kept per message, so it
-shows the links written into the answer itself.
+Each answer lists the sources it cited, as stored with it; answers stored before their sources
+were kept (migration 0009) show the links written into the answer itself instead.
 """
 
 from __future__ import annotations
@@ -71,6 +71,20 @@ def sources_of(text: str) -> list[tuple[str, str]]:
     return [(title, url) for url, title in seen.items()][:10]
 
 
+def answer_sources(turn: Turn) -> list[tuple[str, str]]:
+    """The citations stored with an answer, else the links in its text."""
+    return list(turn.sources) or sources_of(turn.text)
+
+
+def source_item(title: str, url: str) -> str:
+    """A source as a list item: a link for web addresses only, plain text otherwise (a file
+    path, or anything a document could smuggle in as a URL)."""
+    if url.startswith(("https://", "http://")):
+        return f"<li>{link(url, title)}</li>"
+    detail = f' <span class="muted">{esc(url)}</span>' if url and url != title else ""
+    return f"<li>{esc(title)}{detail}</li>"
+
+
 def rich_text(text: str) -> Html:
     """An answer's light markdown (bold, italics, code, http links) as markup; everything else
     stays text. Each piece is escaped on its own, so nothing in `text` becomes a tag."""
@@ -123,9 +137,9 @@ def _turn(turn: Turn) -> Html:
         votes.append(badge(f"{turn.up} helpful", "ok"))
     if turn.down:
         votes.append(badge(f"{turn.down} unhelpful", "bad"))
-    sources = sources_of(turn.text)
+    sources = answer_sources(turn)
     cited = (html("<footer><strong>Sources</strong><ol>"
-                  + "".join(f"<li>{link(url, title)}</li>" for title, url in sources)
+                  + "".join(source_item(title, url) for title, url in sources)
                   + "</ol></footer>") if sources else html(""))
     error = (html(f'<footer class="muted">Error: {esc(turn.error)}</footer>') if turn.error
              else html(""))
@@ -253,7 +267,7 @@ def router(hub: Hub) -> APIRouter:
                           "status": t.status, "model": t.model, "tokens_in": t.tokens_in,
                           "tokens_out": t.tokens_out, "cost_usd": str(t.cost_usd),
                           "helpful": t.up, "unhelpful": t.down,
-                          "sources": [{"title": ti, "url": u} for ti, u in sources_of(t.text)]}
+                          "sources": [{"title": ti, "url": u} for ti, u in answer_sources(t)]}
                          for t in transcript.turns]})
 
     return api

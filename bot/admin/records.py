@@ -55,6 +55,8 @@ class Turn:
     attachments: int
     up: int = 0
     down: int = 0
+    # The citations shown with the answer, (title, url), as stored since migration 0009.
+    sources: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,15 @@ class Today:
     unhelpful: int = 0
     conversations: int = 0
     by_state: dict[str, int] = field(default_factory=dict)
+
+
+def _sources(stored: object) -> tuple[tuple[str, str], ...]:
+    """(title, url) of each stored citation; anything malformed is left out."""
+    if not isinstance(stored, list):
+        return ()
+    return tuple((str(item.get("title") or item.get("url") or "source"),
+                  str(item.get("url") or ""))
+                 for item in stored if isinstance(item, dict))
 
 
 def _like(text: str) -> str:
@@ -208,7 +219,8 @@ class AdminRecords(Repository):
                             tokens_in=m.tokens_in, tokens_out=m.tokens_out,
                             cost_usd=Decimal(m.cost_usd or 0), latency_ms=m.latency_ms,
                             attachments=len(m.attachments or []),
-                            up=tally.get(m.id, (0, 0))[0], down=tally.get(m.id, (0, 0))[1])
+                            up=tally.get(m.id, (0, 0))[0], down=tally.get(m.id, (0, 0))[1],
+                            sources=_sources(m.sources))
                        for m in messages],
                 escalations=[(int(i), str(s), str(r), _aware(at) or at)
                              for i, s, r, at in escalations])

@@ -7,7 +7,7 @@ database, not a check-then-write in Python, decides which one wins.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -60,6 +60,7 @@ class AnswerRecord:
     cost_usd: Decimal = Decimal(0)
     latency_ms: int | None = None
     first_token_ms: int | None = None
+    sources: list[dict[str, Any]] = field(default_factory=list)  # the citations shown
 
 
 class ConversationStore(Repository):
@@ -134,7 +135,7 @@ class ConversationStore(Repository):
                 mode=record.mode, status=record.status, error=record.error, model=record.model,
                 tokens_in=record.tokens_in, tokens_out=record.tokens_out,
                 cost_usd=record.cost_usd, latency_ms=record.latency_ms,
-                first_token_ms=record.first_token_ms)
+                first_token_ms=record.first_token_ms, sources=record.sources)
             session.add(row)
             await session.flush()
             return row.id

@@ -100,6 +100,9 @@ class StoredMessage(Base):
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(14, 6), default=Decimal(0))
     latency_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     first_token_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # An answer's citations as shown to the user: [{"index", "title", "url", "snippet"}].
+    sources: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list,
+                                                          server_default="[]")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -63,6 +63,24 @@ def test_a_transcript_shows_both_sides_with_costs_sources_and_votes(
     assert answer["sources"][0]["url"] == "https://docs.example.com/password"
 
 
+def test_a_transcript_lists_the_sources_the_answer_cited(
+        world: AdminWorld, ada: httpx.Client) -> None:
+    assert world.server.run(world.server.hub.knowledge.sync()) is not None  # the sample docs
+    world.openai.queue(ScriptedReply(text="Use Settings, then Security [1]."))
+    answered, _ = world.ask("How do I reset my password?")
+    cited = answered.reply.citations
+    assert cited, "the sample knowledge base has a page about passwords"
+    [number] = conversation_ids(ada.get("/admin/conversations").text)
+    page = ada.get(f"/admin/conversations/{number}").text
+    footer = page.split("<strong>Sources</strong>", 1)[1].split("</footer>", 1)[0]
+    shown = [text_of(item) for item in re.findall(r"<li>(.*?)</li>", footer)]
+    assert all(item.startswith(c.title) for item, c in zip(shown, cited, strict=True))
+    api = httpx.get(f"{world.url}/admin/api/conversations/{number}", headers=BEARER).json()
+    answer = api["messages"][-1]
+    assert [(s["title"], s["url"]) for s in answer["sources"]] == \
+        [(c.title or c.url, c.url) for c in cited]
+
+
 def test_hostile_text_is_shown_as_text(world: AdminWorld, ada: httpx.Client) -> None:
     world.openai.queue(ScriptedReply(text="[click](javascript:alert(1)) **<img src=x "
                                           "onerror=alert(2)>**"))
