@@ -1,7 +1,8 @@
 """What an adapter knows about its link to its platform, for /healthz and the admin Health page.
 
-Each adapter keeps one `LinkHealth`, notes every event it receives and every failure to reach
-its platform, and answers `health()` with `LinkHealth.report`: a JSON-ready dict the core reads
+Each adapter keeps one `LinkHealth`, notes every event it receives (which also counts it in
+`bothub_events_total`: one call per event, for both) and every failure to reach its platform,
+and answers `health()` with `LinkHealth.report`: a JSON-ready dict the core reads
 without knowing the adapter (`bot.server.health_report` only calls `health()`). Errors are short
 descriptions (an error code, an exception's type), never a token or a payload.
 """
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from bot.metrics import event_in
+
 # ok: works; connecting: not (yet or again) connected; down: failed, see last_error;
 # not_configured: present only in a reduced form (Teams without an app id: the Emulator only).
 LinkState = Literal["ok", "connecting", "down", "not_configured"]
@@ -20,13 +23,16 @@ MAX_ERROR_CHARS = 200
 
 @dataclass
 class LinkHealth:
+    platform: str
     last_event_at: datetime | None = None
     last_error: str | None = None
     last_error_at: datetime | None = None
 
-    def event(self) -> None:
-        """An event arrived from the platform."""
+    def event(self, kind: str) -> None:
+        """An event of `kind` (message, mention, interaction, ...) arrived from the platform,
+        before any filtering."""
         self.last_event_at = datetime.now(UTC)
+        event_in(self.platform, kind)
 
     def error(self, description: str) -> None:
         self.last_error = description[:MAX_ERROR_CHARS]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from fastapi import FastAPI, Request, Response
@@ -21,6 +21,7 @@ from bot.admin import mount_admin
 from bot.app import Hub
 from bot.log_redaction import configured_secrets, register_secrets
 from bot.redelivery import Resumer
+from bot.telemetry import tracing
 
 log = structlog.get_logger(__name__)
 
@@ -39,9 +40,41 @@ async def _knowledge_health(hub: Hub) -> dict[str, object]:
                 "trigger": last.trigger}}
 
 
-async def health_report(hub: Hub) -> dict[str, object]:
-    """What /healthz (and /admin/api/health) answer: each component's state, and "ok" or
-    "degraded" overall (the database is the one part the hub cannot serve without)."""
+@runtime_checkable
+class ReportsHealth(Protocol):
+    """An adapter that can say how its link to its platform is (see `adapters.health`)."""
+
+    name: str
+
+    async def health(self) -> Mapping[str, object]: ...
+
+
+PLATFORMS = ("slack", "discord", "teams")  # served by adapters when configured; web always is
+
+
+async def adapters_health(adapters: Sequence[object]) -> dict[str, dict[str, object]]:
+    """Each platform's link: what its adapter reports, "not_configured" without one. An
+    adapter whose report fails is "unknown", and /healthz still answers."""
+    report: dict[str, dict[str, object]] = {
+        name: {"state": "not_configured", "detail": "not configured"} for name in PLATFORMS}
+    for adapter in adapters:
+        if not isinstance(adapter, ReportsHealth):
+            continue
+        try:
+            report[adapter.name] = dict(await adapter.health())
+        except Exception as exc:
+            log.warning("adapter.health_failed", adapter=adapter.name,
+                        error=type(exc).__name__)
+            report[adapter.name] = {"state": "unknown", "detail": "its health check failed",
+                                    "last_error": type(exc).__name__}
+    report["web"] = {"state": "ok", "detail": "web chat at / and POST /api/chat"}
+    return report
+
+
+async def health_report(hub: Hub, adapters: Sequence[object] = ()) -> dict[str, object]:
+    """What /healthz (and /admin/api/health) answer: each component's state, each platform's
+    link, and "ok" or "degraded" overall (the database is the one part the hub cannot serve
+    without)."""
     started = time.monotonic()
     components: dict[str, dict[str, object]] = {}
     try:
@@ -56,7 +89,8 @@ async def health_report(hub: Hub) -> dict[str, object]:
     if hub.engine.limiter is not None:
         components["limits"] = await hub.engine.limiter.health()
     healthy = components["database"]["state"] == "ok"
-    return {"status": "ok" if healthy else "degraded", "components": components}
+    return {"status": "ok" if healthy else "degraded", "components": components,
+            "adapters": await adapters_health(adapters)}
 
 
 def platform_adapters(hub: Hub, *, slack_update_interval: float = 1.0,
@@ -153,14 +187,20 @@ def create_app(hub: Hub, *, services: bool = True,
     @app.middleware("http")
     async def count_requests(request: Request,
                              call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        try:
-            response = await call_next(request)
-        except Exception:
-            log.exception("http.unhandled", path=request.url.path)
-            response = JSONResponse({"error": "internal error"}, status_code=500)
-        route = request.scope.get("route")
-        metrics.HTTP_REQUESTS.labels(getattr(route, "path", "unmatched"),
-                                     str(response.status_code)).inc()
+        with tracing.span(f"{request.method} {request.url.path[:100]}", **{
+                "http.request.method": request.method, "url.path": request.url.path[:200]}) \
+                as span:
+            try:
+                response = await call_next(request)
+            except Exception:
+                log.exception("http.unhandled", path=request.url.path)
+                response = JSONResponse({"error": "internal error"}, status_code=500)
+            # The route's template, not the path: an id in a URL must not become a series.
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            span.update_name(f"{request.method} {route}")
+            span.set_attributes({"http.route": route,
+                                 "http.response.status_code": response.status_code})
+        metrics.HTTP_REQUESTS.add(1, {"route": route, "status": str(response.status_code)})
         return response
 
     @app.exception_handler(StarletteHTTPException)
@@ -175,13 +215,13 @@ def create_app(hub: Hub, *, services: bool = True,
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         # 200 either way (the contract): the body says which part is down.
-        return JSONResponse(await health_report(hub))
+        return JSONResponse(await health_report(hub, adapters))
 
     @app.get("/metrics")
     async def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    admin_on = mount_admin(app, hub, health=lambda: health_report(hub))
+    admin_on = mount_admin(app, hub, health=lambda: health_report(hub, adapters))
     app.include_router(web_chat_router(hub.engine))
     for adapter in adapters:
         app.include_router(adapter.router())

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
@@ -34,6 +35,7 @@ from adapters.discord.channel import (
     DiscordReplyChannel,
 )
 from adapters.discord.escalations import DiscordOutlet, parse_custom_id
+from adapters.health import LinkHealth
 from bot.engine import Engine
 from bot.escalation.store import Actor
 from bot.model import Attachment, Author, ConversationKey, Message
@@ -82,6 +84,7 @@ class DiscordAdapter:
         self.outlet = DiscordOutlet(self.client)
         self._runner: asyncio.Task[None] | None = None
         self._in_flight = InFlight()
+        self._link = LinkHealth(self.name)
         # discord.py keeps its REST base and gateway URL as class attributes: set them while
         # this adapter runs and put them back when it stops.
         self._saved_urls = (discord.http.Route.BASE,
@@ -96,6 +99,7 @@ class DiscordAdapter:
         except (httpx.HTTPError, KeyError, ValueError) as exc:
             log.error("discord.gateway_unavailable", error=str(exc)[:200],
                       hint="check DISCORD_BOT_TOKEN and DISCORD_API_URL")
+            self._link.error(f"gateway URL unavailable ({type(exc).__name__})")
             return
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway)
         self._runner = asyncio.create_task(self._run())
@@ -112,8 +116,23 @@ class DiscordAdapter:
             await self.client.start(self._token, reconnect=True)
         except discord.LoginFailure:
             log.error("discord.login_failed", hint="DISCORD_BOT_TOKEN was rejected")
-        except Exception:
+            self._link.error("login failed: DISCORD_BOT_TOKEN was rejected")
+        except Exception as exc:
             log.exception("discord.client_stopped")
+            self._link.error(f"client stopped ({type(exc).__name__})")
+
+    async def health(self) -> dict[str, object]:
+        """The gateway connection: ready (with its heartbeat latency), still connecting, or
+        down with the reason."""
+        client = self.client
+        if self._runner is not None and client.is_ready() and not client.is_closed():
+            latency = client.latency
+            return self._link.report("ok", "connected to the gateway", mode="gateway",
+                                     latency_ms=round(latency * 1000, 1)
+                                     if math.isfinite(latency) else None)
+        if self._runner is None or self._runner.done() or client.is_closed():
+            return self._link.report("down", "not connected to the gateway", mode="gateway")
+        return self._link.report("connecting", "connecting to the gateway", mode="gateway")
 
     async def wait_ready(self) -> None:
         await self.client.wait_until_ready()
@@ -135,6 +154,7 @@ class DiscordAdapter:
     # -- events --------------------------------------------------------------------------------
 
     async def on_message(self, message: discord.Message) -> None:
+        self._link.event("message")
         me = self.client.user
         if me is None or message.author.bot or message.author.id == me.id:
             return
@@ -170,6 +190,7 @@ class DiscordAdapter:
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         """Buttons: 👍/👎 and "talk to a person" on answers, Claim/Resolve/Release on
         escalations. Answered within Discord's 3 seconds, visible to the clicker only."""
+        self._link.event("interaction")
         if interaction.type is not discord.InteractionType.component:
             return
         data: dict[str, Any] = dict(interaction.data or {})

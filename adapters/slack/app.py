@@ -36,6 +36,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.base import DestinationUnavailable, InFlight
+from adapters.health import LinkHealth
 from adapters.http import parse_json, read_capped
 from adapters.slack import escalations, files, inbound, render
 from adapters.slack.channel import NativeStreaming, SlackReplyChannel, adopt_earlier_answer
@@ -202,6 +203,7 @@ class SlackAdapter:
         self._socket: AsyncSocketModeHandler | None = None
         self._names: OrderedDict[str, str] = OrderedDict()
         self._in_flight = InFlight()
+        self._link = LinkHealth(self.name)
         self.outlet = SlackOutlet(self._client_for)
         self._register()
 
@@ -261,6 +263,7 @@ class SlackAdapter:
             except SlackApiError as exc:
                 log.error("slack.token_rejected", error=exc.response.get("error"),
                           hint="check SLACK_BOT_TOKEN (xoxb-…)")
+                self._link.error(f"bot token rejected ({exc.response.get('error')})")
         if self._app_token:
             socket = AsyncSocketModeHandler(self.app, self._app_token)
             # A bad app token would otherwise be retried quietly forever: say so once, clearly.
@@ -270,11 +273,32 @@ class SlackAdapter:
                 log.error("slack.socket_mode_unavailable", error=exc.response.get("error"),
                           hint="SLACK_APP_TOKEN must be an app-level token (xapp-…) with the "
                                "connections:write scope, and Socket Mode enabled for the app")
+                self._link.error(f"Socket Mode unavailable ({exc.response.get('error')})")
                 await socket.client.close()
                 return
             await socket.connect_async()
             self._socket = socket
             log.info("slack.socket_mode_connected")
+
+    async def health(self) -> dict[str, object]:
+        """How events arrive (Socket Mode or HTTP) and whether that works: a socket that is
+        not connected, or a token Slack rejected at start, is down."""
+        mode = "socket" if self._app_token else "http"
+        workspaces = "many workspaces (OAuth)" if self._oauth else "one workspace"
+        if self._app_token:
+            if self._socket is None:
+                return self._link.report("down", "Socket Mode is not connected", mode=mode,
+                                         workspaces=workspaces)
+            if not await self._socket.client.is_connected():
+                return self._link.report("connecting", "Socket Mode is reconnecting",
+                                         mode=mode, workspaces=workspaces)
+            return self._link.report("ok", "connected over Socket Mode", mode=mode,
+                                     workspaces=workspaces)
+        if self._link.last_error is not None:  # only set by a rejected token at start
+            return self._link.report("down", "Slack rejected the bot token at start",
+                                     mode=mode, workspaces=workspaces)
+        return self._link.report("ok", "receiving events on POST /slack/events", mode=mode,
+                                 workspaces=workspaces)
 
     async def stop(self) -> None:
         """Stop taking events, then let answers in progress finish: their questions were
@@ -285,6 +309,7 @@ class SlackAdapter:
         await self._in_flight.drain()
 
     def _register(self) -> None:
+        self.app.use(self._note_event)
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
         self.app.command("/ask")(self._on_ask)
@@ -295,6 +320,13 @@ class SlackAdapter:
         # Anything else Slack sends (other event types this app may be subscribed to) is
         # acknowledged and ignored, so that Slack does not retry it or disable the app.
         self.app.event(re.compile(".*"))(self._ignore)
+
+    async def _note_event(self, body: dict[str, Any],
+                          next: Callable[[], Awaitable[None]]) -> None:
+        """Bolt middleware: every verified request, over HTTP or Socket Mode, counted by kind
+        and noted for `health`."""
+        self._link.event(inbound.event_kind(body))
+        await next()
 
     async def _ignore(self, body: dict[str, Any]) -> None:
         log.debug("slack.ignored_event", type=_dict(body.get("event")).get("type"))

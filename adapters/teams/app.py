@@ -26,6 +26,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from adapters.base import DestinationUnavailable, InFlight
+from adapters.health import LinkHealth
 from adapters.http import NotJson, parse_json, read_capped
 from adapters.teams import escalations, inbound, render
 from adapters.teams.channel import ResumedTeamsChannel, TeamsReplyChannel
@@ -106,6 +107,7 @@ class TeamsAdapter:
         self._default_service_url = default_service_url
         self._update_interval = update_interval
         self._in_flight = InFlight()
+        self._link = LinkHealth(self.name)
         self._proactive = Proactive(connection, conversations, allows=service_urls.allows,
                                     default_service_url=default_service_url)
         self.outlet = TeamsOutlet(self._proactive)
@@ -121,6 +123,15 @@ class TeamsAdapter:
                                 "UNAUTHENTICATED activities, for a local Bot Framework "
                                 "Emulator (replies go to loopback addresses only). For Teams, "
                                 "set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD.")
+
+    async def health(self) -> dict[str, object]:
+        """Activities arrive over HTTP, so Teams is up when the server is; without an app id
+        only a local Bot Framework Emulator can talk to it."""
+        if not self._connection.auth_enabled:
+            return self._link.report("not_configured", "no MICROSOFT_APP_ID: only a local Bot "
+                                     "Framework Emulator can connect", mode="http", auth="off")
+        return self._link.report("ok", "receiving activities on POST /api/messages",
+                                 mode="http", auth="on")
 
     async def stop(self) -> None:
         await self._in_flight.drain()
@@ -162,7 +173,10 @@ class TeamsAdapter:
             return _problem(401, "unauthorized")
         except AuthUnavailable as exc:
             log.error("teams.auth_unavailable", reason=str(exc))
+            self._link.error("cannot verify requests: Microsoft's signing keys unavailable")
             return _problem(503, "cannot verify the request right now")
+        kind = data.get("type")
+        self._link.event(kind if isinstance(kind, str) else "other")
         service_url = data.get("serviceUrl")
         if not isinstance(service_url, str) or not self._service_urls.allows(service_url):
             log.warning("teams.service_url_refused", service_url=str(service_url)[:200],

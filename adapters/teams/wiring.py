@@ -93,6 +93,21 @@ class BotCredentials:
         return f"{prefix}/{self.tenant_id or DEFAULT_TENANT}"
 
 
+def client_credentials_token(credentials: BotCredentials, timeout: float) -> dict[str, Any]:
+    """One client-credentials token request, as the hub makes them, for `bothub check`: msal's
+    result (`access_token`, or `error` and `error_description`). Blocking: run it in a thread.
+    With a custom login URL neither authority validation nor instance discovery is done (both
+    would ask Microsoft about a foreign authority)."""
+    public = credentials.login_url is None
+    app = msal.ConfidentialClientApplication(
+        credentials.app_id, client_credential=credentials.password,
+        authority=credentials.authority, validate_authority=public,
+        instance_discovery=public, timeout=timeout)
+    result: dict[str, Any] = app.acquire_token_for_client(
+        scopes=[f"{PUBLIC_OAUTH_SCOPE}/.default"])
+    return result
+
+
 @dataclass(frozen=True, slots=True)
 class InvokeReply:
     status: int

@@ -9,12 +9,10 @@ thread cannot be cancelled, and one left hanging would hold up the end of the co
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-import msal
 import requests
 
-from adapters.teams.wiring import PUBLIC_OAUTH_SCOPE, BotCredentials
+from adapters.teams.wiring import BotCredentials, client_credentials_token
 from bot.check.context import Check, Context
 from bot.check.findings import Finding, failed, first_line, ok, public_url, warning
 
@@ -49,7 +47,7 @@ async def check_teams(context: Context) -> list[Finding]:
                         "leave them unset only for a local Bot Framework Emulator")]
     authority = public_url(credentials.authority)
     try:
-        result = await asyncio.to_thread(_token_for_client, credentials, context.timeout)
+        result = await asyncio.to_thread(client_credentials_token, credentials, context.timeout)
     except requests.Timeout:
         return [failed(PART, f"no answer within {context.timeout:g} s", LOGIN_FIX)]
     except TimeoutError:  # an OSError too: the runner reports it, as for every part
@@ -68,16 +66,3 @@ async def check_teams(context: Context) -> list[Finding]:
     said = str(result.get("error_description") or "").strip().splitlines()
     description = said[0][:160] if said else "no description"
     return [failed(PART, f"credentials rejected ({error}: {description})", CREDENTIALS_FIX)]
-
-
-def _token_for_client(credentials: BotCredentials, timeout: float) -> dict[str, Any]:
-    """msal as `adapters.teams.wiring` builds it: with a custom login URL, neither authority
-    validation nor instance discovery (both would ask Microsoft about a foreign authority)."""
-    public = credentials.login_url is None
-    app = msal.ConfidentialClientApplication(
-        credentials.app_id, client_credential=credentials.password,
-        authority=credentials.authority, validate_authority=public,
-        instance_discovery=public, timeout=timeout)
-    result: dict[str, Any] = app.acquire_token_for_client(
-        scopes=[f"{PUBLIC_OAUTH_SCOPE}/.default"])
-    return result
