@@ -39,6 +39,7 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
     """Run the hub: HTTP server (web chat, health, metrics) and the configured adapters."""
     import uvicorn
 
+    from bot.peer import behind_proxies
     from bot.server import create_app
 
     loaded = settings()
@@ -47,8 +48,9 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on.")] = "12
         hub = await open_hub(loaded)
         # The app's lifespan closes the hub: uvicorn re-raises the stop signal once it has shut
         # down, and anything still to do after `serve()` would be cancelled by it.
-        config = uvicorn.Config(create_app(hub), host=host, port=port, log_config=None,
-                                proxy_headers=True)
+        # Proxy headers are applied by `behind_proxies`, which keeps the connecting address.
+        config = uvicorn.Config(behind_proxies(create_app(hub)), host=host, port=port,
+                                log_config=None, proxy_headers=False)
         out.print(f"bothub is listening on [bold]http://{host}:{port}/[/bold] "
                   f"(web chat at /, health at /healthz)")
         await uvicorn.Server(config).serve()

@@ -52,9 +52,9 @@ LIBRARY_VARIABLES: tuple[tuple[str, str, str], ...] = (
      "Comma-separated addresses (or `*`) of the proxies whose X-Forwarded-For and "
      "X-Forwarded-Proto are believed; default `127.0.0.1,::1`. Set to a load balancer's "
      "addresses, bothub sees each client's own address (the admin sign-in throttle counts "
-     "per address). BOTHUB_ADMIN_SSO_TRUSTED_PROXIES is matched against that resulting "
-     "address, not the connecting one: with SSO, make sure the address bothub ends up with "
-     "is the SSO proxy's."),
+     "per address). BOTHUB_ADMIN_SSO_TRUSTED_PROXIES is matched against the address that "
+     "connected (the proxy in front), which `bothub serve` keeps aside before it applies "
+     "these headers."),
 )
 
 INTRO = """\

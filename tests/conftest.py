@@ -157,10 +157,11 @@ def _free_socket() -> socket.socket:
 
 
 @contextmanager
-def running_server(settings: Settings,
-                   make_app: Callable[[Hub], Any] | None = None) -> Iterator[LiveServer]:
+def running_server(settings: Settings, make_app: Callable[[Hub], Any] | None = None, *,
+                   proxy_headers: bool = True) -> Iterator[LiveServer]:
     """The real HTTP app on a real socket, in a thread with its own event loop; `make_app`
-    builds it from the hub (default: the web chat only, no background services)."""
+    builds it from the hub (default: the web chat only, no background services).
+    `proxy_headers=False` is how `bothub serve` runs uvicorn (see `bot.peer`)."""
     sock = _free_socket()
     port = sock.getsockname()[1]
     ready = threading.Event()
@@ -169,7 +170,8 @@ def running_server(settings: Settings,
 
     async def main() -> None:
         hub = await Hub.create(settings)
-        server = uvicorn.Server(uvicorn.Config(build(hub), log_config=None, lifespan="on"))
+        server = uvicorn.Server(uvicorn.Config(build(hub), log_config=None, lifespan="on",
+                                               proxy_headers=proxy_headers))
         state.update(hub=hub, server=server, loop=asyncio.get_running_loop())
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started and not serving.done():  # noqa: ASYNC110 (no startup event)

@@ -35,6 +35,7 @@ from bot.admin.layout import html_response, message_page
 from bot.admin.session import SESSION_COOKIE, SessionSigner
 from bot.admin.sso import SsoConfig, SsoCsrf, clean_identity
 from bot.admin.throttle import LoginThrottle
+from bot.peer import connecting_peer
 
 log = structlog.get_logger(__name__)
 
@@ -115,7 +116,7 @@ class AdminAuth:
         value = request.headers.get(self.sso.header)
         if value is None:
             return None
-        address = client_address(request)
+        address = connecting_peer(request)  # the proxy itself, not whom it forwards for
         if not self.sso.trusts(address):
             log.warning("admin.sso_header_untrusted", client=address, header=self.sso.header,
                         hint="add the proxy to BOTHUB_ADMIN_SSO_TRUSTED_PROXIES if it is yours")

@@ -278,7 +278,8 @@ def logout_form(csrf: str) -> Html:
 
 
 def _top(session: AdminSession) -> Html:
-    how = {"sso": "single sign-on", "bearer": "API token", "cookie": ""}[session.via]
+    # A bearer session has no name: `who` already says "admin (API token)".
+    how = {"sso": "single sign-on", "bearer": "", "cookie": ""}[session.via]
     note = f' <span class="muted">({esc(how)})</span>' if how else ""
     # Only our own cookie can be signed out of: SSO ends at the proxy, a token with the script.
     out = logout_form(session.csrf) if session.via == "cookie" else ""

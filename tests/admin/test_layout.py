@@ -95,6 +95,7 @@ def test_the_page_frame_names_who_is_signed_in_and_marks_the_current_page() -> N
     assert 'name="csrf_token" value="csrf-123"' in out  # the sign-out form
     bearer = page("X", "", session=AdminSession(via="bearer", csrf=""))
     assert "Sign out" not in bearer and "admin (API token)" in bearer
+    assert bearer.count("API token") == 1  # said once, not "admin (API token) (API token)"
     assert "<script" not in out
 
 

@@ -20,9 +20,18 @@ from bot.admin.sso import SsoConfig, SsoCsrf
 from bot.app import Hub
 from bot.config import ConfigError
 from bot.escalation.store import State
+from bot.peer import behind_proxies
 from bot.server import create_app
-from tests.admin.world import TOKEN, AdminWorld, admin_world, csrf_of, notice_of, text_of
-from tests.conftest import make_settings
+from tests.admin.world import (
+    TOKEN,
+    AdminWorld,
+    _build,
+    admin_world,
+    csrf_of,
+    notice_of,
+    text_of,
+)
+from tests.conftest import make_settings, running_server
 from tests.fakes.openai_server import FakeOpenAI
 
 HEADER = "X-Forwarded-Email"
@@ -132,6 +141,25 @@ def test_an_untrusted_peer_cannot_claim_an_identity(tmp_path: Path,
         assert with_token.status_code == 200
     warned = [entry for entry in logs if entry["event"] == "admin.sso_header_untrusted"]
     assert warned and warned[0]["client"] == "127.0.0.1"
+
+
+def test_behind_a_load_balancer_sso_trusts_the_proxy_that_connected(
+        tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    """As `bothub serve` runs: X-Forwarded-For from a trusted proxy makes the client the user
+    (what the sign-in throttle counts), yet the SSO header is judged by the proxy's own
+    address, which connected. Applied by uvicorn, the header would give 203.0.113.5."""
+    settings = make_settings(tmp_path, fake_openai, admin_token=TOKEN, **SSO)
+    with running_server(settings, lambda hub: behind_proxies(_build(hub), "127.0.0.1"),
+                        proxy_headers=False) as server, capture_logs() as logs:
+        via_proxy = httpx.get(f"{server.url}/admin/api/health", timeout=30, headers={
+            HEADER: "ada@example.com", "X-Forwarded-For": "203.0.113.5"})
+        assert via_proxy.status_code == 200
+        guess = httpx.get(f"{server.url}/admin/api/health", timeout=30, headers={
+            "Authorization": "Bearer wrong", "X-Forwarded-For": "198.51.100.7"})
+        assert guess.status_code == 401
+    [failed] = [entry for entry in logs if entry["event"] == "admin.auth_failed"]
+    assert failed["client"] == "198.51.100.7"
+    assert not [entry for entry in logs if entry["event"] == "admin.sso_header_untrusted"]
 
 
 async def test_an_sso_header_without_trusted_proxies_is_a_configuration_error(
