@@ -11,6 +11,7 @@ ASGI scope, where `connecting_peer` finds it.
 from __future__ import annotations
 
 import os
+from typing import Any, cast
 
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -37,7 +38,9 @@ def behind_proxies(app: ASGIApp, trusted: str | None = None) -> ASGIApp:
     `proxy_headers=False`, or the peer is rewritten before it can be noted."""
     hosts = trusted if trusted is not None else os.environ.get("FORWARDED_ALLOW_IPS",
                                                                DEFAULT_TRUSTED)
-    return _NotePeer(ProxyHeadersMiddleware(app, trusted_hosts=hosts))
+    # uvicorn types ASGI apps with its own TypedDicts, Starlette with plain mappings.
+    proxied: Any = ProxyHeadersMiddleware(cast(Any, app), trusted_hosts=hosts)
+    return _NotePeer(proxied)
 
 
 def connecting_peer(connection: HTTPConnection) -> str:

@@ -12,10 +12,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import budgets, metrics
+from bot import budgets
 from bot.budgets import BudgetAction, BudgetAlerts, BudgetDecision, BudgetGuard, current_periods
 from bot.config import Behaviour, BudgetConfig, ConfigError, load_behaviour
 from bot.model import ConversationKey
@@ -158,12 +159,18 @@ async def test_under_budget_answers_normally(make_guard: GuardFactory,
     assert decision == BudgetDecision() and not decision.over_budget
 
 
+def exceeded(platform: str, action: str) -> float:
+    """bothub_budget_exceeded_total as /metrics shows it."""
+    return REGISTRY.get_sample_value("bothub_budget_exceeded_total",
+                                     {"platform": platform, "action": action}) or 0.0
+
+
 async def test_over_the_daily_budget_a_cheaper_model_and_one_alert(
         make_guard: GuardFactory, database: AsyncEngine, events: RecordingLog) -> None:
     await spend(database, "6.00")
     await spend(database, "5.00")
     await spend(database, "50.00", key=T2)  # another workspace's spending is its own
-    before = metrics.BUDGET_EXCEEDED.labels("slack", "cheaper_model")._value.get()
+    before = exceeded("slack", "cheaper_model")
     guard = make_guard(config(default={"daily_usd": 10, "monthly_usd": 1000}))
 
     first = await guard.decide("slack", "T1")
@@ -180,7 +187,7 @@ async def test_over_the_daily_budget_a_cheaper_model_and_one_alert(
     other = await make_guard(config(default={"daily_usd": 10})).decide("slack", "T1")
     assert other.over_budget and other.alert is None
 
-    assert metrics.BUDGET_EXCEEDED.labels("slack", "cheaper_model")._value.get() == before + 3
+    assert exceeded("slack", "cheaper_model") == before + 3
     logged = events.named("budget.exceeded")
     assert [e["announced"] for e in logged] == [True, False]
     assert logged[0] | {"announced": None} == {

@@ -28,6 +28,7 @@ from slack_bolt.adapter.starlette.async_handler import (
     to_starlette_response,
 )
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
@@ -136,6 +137,8 @@ def well_shaped(payload: object) -> bool:
             "team_id", "app_installed_team_id")):
         return False
     actions = payload.get("actions")
+    if payload.get("type") in {"block_actions", "interactive_message"} and not actions:
+        return False  # bolt reads the first action of these before any listener runs
     if actions is not None and not (
             isinstance(actions, list)
             and all(isinstance(a, dict) and _optional_text(a.get("action_id"))
@@ -309,7 +312,7 @@ class SlackAdapter:
         await self._in_flight.drain()
 
     def _register(self) -> None:
-        self.app.use(self._note_event)
+        self.app.use(_NoteEvent(self._link))
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
         self.app.command("/ask")(self._on_ask)
@@ -320,13 +323,6 @@ class SlackAdapter:
         # Anything else Slack sends (other event types this app may be subscribed to) is
         # acknowledged and ignored, so that Slack does not retry it or disable the app.
         self.app.event(re.compile(".*"))(self._ignore)
-
-    async def _note_event(self, body: dict[str, Any],
-                          next: Callable[[], Awaitable[None]]) -> None:
-        """Bolt middleware: every verified request, over HTTP or Socket Mode, counted by kind
-        and noted for `health`."""
-        self._link.event(inbound.event_kind(body))
-        await next()
 
     async def _ignore(self, body: dict[str, Any]) -> None:
         log.debug("slack.ignored_event", type=_dict(body.get("event")).get("type"))
@@ -614,6 +610,20 @@ class SlackAdapter:
         if len(self._names) > 5000:
             self._names.popitem(last=False)
         return name
+
+
+class _NoteEvent(AsyncMiddleware):
+    """Every verified request, over HTTP or Socket Mode, counted by kind and noted for
+    `health`. A class, not a function: bolt builds a function middleware's arguments from the
+    payload (`action`, ...) and raises on a malformed one before any listener could refuse it."""
+
+    def __init__(self, link: LinkHealth) -> None:
+        self._link = link
+
+    async def async_process(self, *, req: AsyncBoltRequest, resp: BoltResponse,
+                            next: Callable[[], Awaitable[BoltResponse]]) -> BoltResponse:
+        self._link.event(inbound.event_kind(req.body))
+        return await next()
 
 
 async def _on_bolt_error(error: Exception, request: AsyncBoltRequest,
