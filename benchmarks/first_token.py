@@ -50,12 +50,14 @@ def model_ttft(fake: FakeOpenAI, n: int) -> list[float]:
     return times
 
 
-def hub_ttft(url: str, n: int, *, same_conversation: bool) -> list[float]:
+def hub_ttft(url: str, n: int, *, same_conversation: bool, tag: str) -> list[float]:
+    """`tag` keeps each run's questions apart from the others': the same first question in
+    the same channel is answered from the answer cache, with no model and no stream."""
     times = []
     conversation_id = None
     with httpx.Client(timeout=30) as client:
         for i in range(n):
-            body: dict[str, str] = {"message": f"How do I rotate my API key? ({i})"}
+            body: dict[str, str] = {"message": f"How do I rotate my API key? ({tag} {i})"}
             if conversation_id:
                 body["conversation_id"] = conversation_id
             started = time.perf_counter()
@@ -107,10 +109,10 @@ def main() -> None:
                 except httpx.TransportError:
                     pass
                 time.sleep(0.1)
-            hub_ttft(url, 10, same_conversation=False)  # warm-up: imports, connections
+            hub_ttft(url, 10, same_conversation=False, tag="warm-up")  # imports, connections
             model = model_ttft(fake, args.requests)
-            fresh = hub_ttft(url, args.requests, same_conversation=False)
-            threaded = hub_ttft(url, args.requests, same_conversation=True)
+            fresh = hub_ttft(url, args.requests, same_conversation=False, tag="fresh")
+            threaded = hub_ttft(url, args.requests, same_conversation=True, tag="threaded")
         finally:
             server.terminate()
             server.wait(10)
