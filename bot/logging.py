@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 
 __all__ = ["configure", "configure_for", "configured_secrets", "register_secrets"]
 
-# Chatty at DEBUG; kept at WARNING unless the root level is stricter still.
-NOISY_LOGGERS = ("httpx", "httpcore", "openai._base_client", "alembic.runtime.migration")
+# Chatty at DEBUG, or at INFO on a timer (APScheduler's executor logs two lines per run of the
+# 10-second inbox tick); kept at WARNING unless the root level is stricter still.
+NOISY_LOGGERS = ("httpx", "httpcore", "openai._base_client", "alembic.runtime.migration",
+                 "apscheduler.executors.default")
 
 
 def configure(level: str = "INFO", fmt: str = "console", *,

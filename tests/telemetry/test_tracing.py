@@ -133,3 +133,20 @@ def test_where_traces_go(base: str | None, traces: str | None, expected: str | N
 
 def test_malformed_collector_headers_are_skipped_not_fatal() -> None:
     assert parse_headers("a=1, b = two ,=x,novalue,,c=3=4") == {"a": "1", "b": "two", "c": "3=4"}
+
+
+def test_timer_jobs_do_not_fill_the_log(tmp_path: Path) -> None:
+    """The inbox tick runs every 10 seconds: APScheduler's two INFO lines per run stay out,
+    its warnings (a missed or failed job) stay in."""
+    import logging as std_logging
+
+    from bot.logging import configure
+
+    settings = make_settings(tmp_path, None, log_format="json")
+    with captured_log(settings) as buffer:
+        configure("INFO", "json", stream=buffer)
+        executor = std_logging.getLogger("apscheduler.executors.default")
+        executor.info('Running job "Redelivery.tick" (scheduled at ...)')
+        executor.warning('Run time of job "Redelivery.tick" was missed by 0:00:05')
+    lines = [json.loads(line)["event"] for line in buffer.getvalue().splitlines()]
+    assert lines == ['Run time of job "Redelivery.tick" was missed by 0:00:05']
