@@ -10,6 +10,7 @@ the events say who did it.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated, Any
 
 import structlog
@@ -145,12 +146,16 @@ def _event(event: dict[str, Any]) -> Html:
                 f"{esc(EVENT_LABELS.get(action, action.replace('_', ' ')))}{by}{src}{more}</li>")
 
 
+# The pages an action's `next` may return to: the queue (or one of its views), one escalation.
+_NEXT = re.compile(r"/admin/escalations(?:/[1-9][0-9]{0,17})?"
+                   r"(?:\?state=(?:active|open|claimed|resolved))?")
+
+
 def _safe_next(value: str | None, fallback: str) -> str:
-    """Where to go after an action: one of our own escalation pages, never elsewhere."""
-    if value and value.startswith("/admin/escalations") and "//" not in value \
-            and "\\" not in value and len(value) < 200 and value.isascii():
-        return value
-    return fallback
+    """Where to go after an action: one of the escalation pages the buttons come from, never
+    elsewhere. Exactly those shapes, not a prefix: `/admin/escalations/%2e%2e/%2e%2e/x` starts
+    alike, and a browser resolves it to `/x`."""
+    return value if value and _NEXT.fullmatch(value) else fallback
 
 
 def router(hub: Hub) -> APIRouter:
@@ -267,8 +272,8 @@ def router(hub: Hub) -> APIRouter:
     async def action_form(request: Request, escalation_id: str, action: str,
                           admin: Admin) -> Response:
         number = parse_id(escalation_id)
+        form = await read_form(request)  # before acting: a form refused (413) must do nothing
         status, answer, done = await act(number, action, admin)
-        form = await read_form(request)
         fallback = f"/admin/escalations/{number}" if status != 404 and number else \
             "/admin/escalations"
         return redirect_with_notice(request, _safe_next(form.get("next"), fallback), answer,

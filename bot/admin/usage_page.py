@@ -55,8 +55,13 @@ def parse_period(raw: str | None) -> int:
     sentence that names the choices."""
     if raw is None or raw == "":
         return DEFAULT_PERIOD
-    if raw.strip().isdigit() and int(raw.strip()) in PERIODS:
-        return int(raw.strip())
+    text = raw.strip()
+    try:  # isdigit() admits "²" and 5,000 digits; int() refuses both with a ValueError
+        days = int(text) if text.isdigit() and len(text) <= 3 else None
+    except ValueError:
+        days = None
+    if days is not None and days in PERIODS:
+        return days
     raise BadPeriod(f"The period must be one of {', '.join(map(str, PERIODS))} days.")
 
 

@@ -87,6 +87,28 @@ DEDICATED: dict[tuple[str, str], tuple[str, ...]] = {
     ("GET", "/admin"): ("test_admin::test_sessions_bearers_and_csrf",),
     ("GET", "/admin/api/health"): ("test_admin::test_sessions_bearers_and_csrf",
                                    "test_admin::test_the_lockout_holds_under_junk"),
+    ("GET", "/admin/escalations"): ("test_admin_pages::test_list_pages_take_junk_queries",),
+    ("GET", "/admin/api/escalations"): ("test_admin_pages::test_list_pages_take_junk_queries",),
+    ("GET", "/admin/conversations"): ("test_admin_pages::test_list_pages_take_junk_queries",),
+    ("GET", "/admin/api/conversations"): ("test_admin_pages::test_list_pages_take_junk_queries",),
+    ("GET", "/admin/feedback"): ("test_admin_pages::test_list_pages_take_junk_queries",),
+    ("GET", "/admin/api/feedback"): ("test_admin_pages::test_list_pages_take_junk_queries",),
+    ("GET", "/admin/knowledge"): ("test_admin_pages::test_list_pages_take_junk_queries",),
+    ("GET", "/admin/usage"): ("test_admin_pages::test_list_pages_take_junk_queries",),
+    ("GET", "/admin/health"): ("test_admin_pages::test_list_pages_take_junk_queries",),
+    ("GET", "/admin/escalations/{escalation_id}"): (
+        "test_admin_pages::test_detail_pages_take_junk_ids",),
+    ("GET", "/admin/api/escalations/{escalation_id}"): (
+        "test_admin_pages::test_detail_pages_take_junk_ids",),
+    ("GET", "/admin/conversations/{conversation_id}"): (
+        "test_admin_pages::test_detail_pages_take_junk_ids",),
+    ("GET", "/admin/api/conversations/{conversation_id}"): (
+        "test_admin_pages::test_detail_pages_take_junk_ids",),
+    ("POST", "/admin/escalations/{escalation_id}/{action}"): (
+        "test_admin_pages::test_escalation_actions_take_junk",),
+    ("POST", "/admin/api/escalations/{escalation_id}/{action}"): (
+        "test_admin_pages::test_escalation_actions_take_junk",),
+    ("POST", "/admin/knowledge/sync"): ("test_admin_pages::test_knowledge_sync_takes_junk",),
     ("POST", "/api/messages"): ("test_teams::test_bodies_that_are_not_activities",
                                 "test_teams::test_hostile_activities_without_auth",
                                 "test_teams::test_hostile_activities_with_valid_tokens",

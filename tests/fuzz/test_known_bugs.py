@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import wait_for
 from tests.fakes.botframework_server import FakeBotFramework
 from tests.fakes.slack_server import FakeSlack
-from tests.fuzz.world import ServerLog, World, parse_sse
+from tests.fuzz.world import ADMIN_TOKEN, ServerLog, World, parse_sse
 
 
 def bug(reason: str) -> pytest.MarkDecorator:
@@ -58,6 +58,15 @@ def test_a_retried_first_chat_message_is_answered_once(open_app: World) -> None:
     again = parse_sse(open_app.send("POST", "/api/chat", body=body).text)
     assert first[-1][1] == {"outcome": "answered"}
     assert again[-1][1] == {"outcome": "duplicate"}
+
+
+def test_usage_period_int_cannot_read_is_a_400(open_app: World) -> None:
+    """`?days=` passed `isdigit()` and went to `int()`, which refuses "²" and 5,000 digits."""
+    bearer = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    for days in ("\u00b2", "9" * 5_000, " 30 "):
+        expected = 200 if days == " 30 " else 400
+        assert no_server_error(open_app, "GET", "/admin/usage", headers=bearer,
+                               params=[("days", days)]) == expected, days
 
 
 # -- Teams ----------------------------------------------------------------------------------
