@@ -105,6 +105,19 @@ def _reference(value: object) -> bool:
     return value is None or isinstance(value, list) or _text(value)
 
 
+# Events of Slack's AI-assistant threads: bolt attaches `say`/`set_title` for them before any
+# listener runs, and raises unless the event names its thread.
+ASSISTANT_THREAD_EVENTS = frozenset({"assistant_thread_started",
+                                     "assistant_thread_context_changed"})
+
+
+def _names_its_thread(event: dict[str, Any]) -> bool:
+    thread = event.get("assistant_thread")
+    if isinstance(thread, dict):
+        return _text(thread.get("channel_id")) and _text(thread.get("thread_ts"))
+    return event.get("channel") is not None and event.get("thread_ts") is not None
+
+
 def well_shaped(payload: object) -> bool:
     """The envelope of an event, an interactivity payload or a command, with fields of the
     types Slack sends where bolt (its context, authorization, listener matchers) or our
@@ -128,6 +141,8 @@ def well_shaped(payload: object) -> bool:
         if not (isinstance(event, dict) and _text(event.get("type")) and _owner(event)
                 and all(_reference(event.get(key)) for key in ("user", "channel"))
                 and all(_optional_text(event.get(key)) for key in ("user_team", "team"))):
+            return False
+        if event["type"] in ASSISTANT_THREAD_EVENTS and not _names_its_thread(event):
             return False
     for key in ("view", "message", "previous_message", "item", "assistant_thread"):
         if payload.get(key) is not None and not isinstance(payload[key], dict):

@@ -233,13 +233,20 @@ def test_events_from_another_workspace_and_unknown_types_are_acknowledged_and_ig
                  "event": {"type": "reaction_added"}}).encode(), 400),
     (json.dumps({"type": "event_callback", "team_id": "T0\ud800",
                  "event": {"type": "reaction_added"}}).encode(), 400),
+    # An assistant thread's event that does not name its thread (found by the fuzz).
+    (json.dumps({"type": "event_callback", "team_id": "T0TEST", "event": {
+        "type": "assistant_thread_started", "user": "U0ALICE", "channel": "C0GENERAL"}})
+     .encode(), 400),
+    (json.dumps({"type": "event_callback", "team_id": "T0TEST", "event": {
+        "type": "assistant_thread_context_changed", "assistant_thread": {"channel_id": 7}}})
+     .encode(), 400),
     # A button click without its action (found by the fuzz): bolt reads actions[0] first.
     *[(b"payload=" + quote_plus(json.dumps({"type": "block_actions", "team": {"id": "T0TEST"},
                                             "actions": actions})).encode(), 400)
       for actions in ([], None)],
 ], ids=["not json", "empty", "array", "broken payload", "not utf-8", "deep", "authorizations",
-        "event type", "team", "team_id list", "team_id surrogate", "no actions",
-        "null actions"])
+        "event type", "team", "team_id list", "team_id surrogate", "assistant thread unnamed",
+        "assistant thread id not text", "no actions", "null actions"])
 def test_malformed_bodies_get_a_clear_error_never_a_crash(
         server: LiveServer, fake_slack: FakeSlack, body: bytes, status: int) -> None:
     timestamp = str(int(time.time()))
