@@ -187,9 +187,9 @@ def create_app(hub: Hub, *, services: bool = True,
     @app.middleware("http")
     async def count_requests(request: Request,
                              call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        with tracing.span(f"{request.method} {request.url.path[:100]}", **{
-                "http.request.method": request.method, "url.path": request.url.path[:200]}) \
-                as span:
+        # Named by the route's template once it is known (below), never by the raw path.
+        with tracing.span(request.method, **{"http.request.method": request.method,
+                                             "url.path": request.url.path[:200]}) as span:
             try:
                 response = await call_next(request)
             except Exception:
