@@ -1,0 +1,181 @@
+"""Drive one target with signed Slack events at a fixed open-loop rate and measure its answers.
+
+For each target a fresh fake model (set time to first byte and per-token delay) and fake Slack
+start in this process; the target starts as a subprocess pointed at them. A short warm-up
+(imports, connections, bolt's auth.test) is answered first and left out. Then `app_mention`
+events, signed like Slack's, are POSTed to `/slack/events` on a fixed schedule, whatever the
+target's pace (open loop: a slow target gets no relief), spread over `conversations` threads:
+each thread's first question starts it at the top level, the next ones are asked in it.
+
+Hub-added latency is the observed time less the model's own scripted time. The fake sends its
+first piece of text one token interval after its time to first byte, and ends the stream one
+interval after the last piece: the model's own time to the first piece is `ttft + interval`,
+to the end of the answer `ttft + (tokens + 1) * interval`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.load import measure, targets
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.slack_server import FakeSlack
+
+CHANNELS = 10  # the conversations are spread over this many channels
+USERS = 50
+WARM_UP = 5  # questions answered before the measured run
+WARM_UP_NUMBERS = 1_000_000  # warm-up questions are numbered from here, apart from the run's
+SETTLE = 2.0  # seconds to keep watching after the last answer, for late duplicates
+
+
+@dataclass
+class LoadSettings:
+    rate: float  # questions per second
+    duration: float  # seconds of sending
+    ttft: float  # the fake model's time to first byte, seconds
+    token_interval: float  # seconds between the fake model's pieces
+    answer_tokens: int  # pieces per answer
+    conversations: int  # threads the questions are spread over
+    native_streaming: bool = True  # bothub only: Slack's chat streaming (product default)
+
+    @property
+    def model_first(self) -> float:
+        return self.ttft + self.token_interval
+
+    @property
+    def model_last(self) -> float:
+        return self.ttft + (self.answer_tokens + 1) * self.token_interval
+
+
+def run_target(name: str, settings: LoadSettings) -> dict[str, Any]:
+    """Start the fakes and target `name`, load it, stop everything; the target's figures."""
+    with FakeOpenAI() as model, FakeSlack() as slack, \
+            tempfile.TemporaryDirectory(prefix=f"load-{name}-") as workdir:
+        model.default_delay = settings.ttft
+        model.default_chunk_delay = settings.token_interval
+        model.responder = measure.responder(settings.answer_tokens)
+        channels = [f"C0LOAD{i:02d}" for i in range(CHANNELS)]
+        for channel in channels:
+            slack.add_channel(channel, channel.lower())
+        users = [f"U0LOAD{i:03d}" for i in range(USERS)]
+        for user in users:
+            slack.add_user(user, f"Load User {user[-3:]}", f"load{user[-3:]}")
+        target = targets.start(name, Path(workdir), slack, model,
+                               native_streaming=settings.native_streaming)
+        try:
+            figures = asyncio.run(_load(target, slack, model, settings, channels, users))
+            figures["peak_rss_mb"] = _mb(target.peak_rss_bytes())
+            if target.process.poll() is not None:
+                figures["exited"] = target.process.returncode
+        finally:
+            target.stop()
+    return figures
+
+
+def _mb(value: int | None) -> float | None:
+    return None if value is None else round(value / 2**20, 1)
+
+
+async def _load(target: targets.Target, slack: FakeSlack, model: FakeOpenAI,
+                settings: LoadSettings, channels: list[str], users: list[str]) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=target.url, timeout=30, limits=limits) as client:
+        warm = [_question(slack, WARM_UP_NUMBERS + i, channels[0], users[0], None)
+                for i in range(WARM_UP)]
+        await asyncio.gather(*(_send(client, slack, q) for q in warm))
+        await _wait_answered(slack, warm, settings.model_last + 60)
+        model_calls_before = len(model.chat_requests())
+
+        total = max(1, round(settings.rate * settings.duration))
+        threads: dict[int, str] = {}  # conversation -> its thread's ts
+        questions: list[measure.Question] = []
+        sends: list[asyncio.Task[None]] = []
+        started = time.monotonic()
+        for i in range(total):
+            delay = started + i / settings.rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            conversation = i % settings.conversations
+            question = _question(slack, i, channels[conversation % len(channels)],
+                                 users[conversation % len(users)], threads.get(conversation))
+            threads.setdefault(conversation, question.thread_ts)
+            questions.append(question)
+            sends.append(asyncio.create_task(_send(client, slack, question)))
+        sent_span = time.monotonic() - started
+        await asyncio.gather(*sends)
+        await _wait_answered(slack, questions, settings.model_last * 3 + 60)
+    model_calls = len(model.chat_requests()) - model_calls_before
+    return _figures(measure.outcomes(slack, questions), settings, sent_span, model_calls)
+
+
+def _question(slack: FakeSlack, number: int, channel: str, user: str,
+              thread_ts: str | None) -> measure.Question:
+    event = slack.message_event(measure.question_text(number), channel=channel, user=user,
+                                mention=True, thread_ts=thread_ts)
+    return measure.Question(number, channel, thread_ts or event["ts"], 0.0, event=event)
+
+
+async def _send(client: httpx.AsyncClient, slack: FakeSlack, question: measure.Question) -> None:
+    body, headers = slack.signed_request(slack.event_envelope(question.event))
+    question.sent = time.monotonic()
+    try:
+        response = await client.post("/slack/events", content=body, headers=headers)
+        question.status = response.status_code
+    except httpx.HTTPError:
+        question.status = None
+
+
+async def _wait_answered(slack: FakeSlack, questions: list[measure.Question],
+                         patience: float) -> None:
+    """Until every question has a complete answer (or `patience` seconds pass), then SETTLE
+    more seconds."""
+    channels = sorted({q.channel for q in questions})
+    wanted = {q.number for q in questions}
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        done = await asyncio.to_thread(measure.complete_answers, slack, channels)
+        if wanted <= done.keys():
+            break
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(SETTLE)
+
+
+def _figures(outcomes: list[measure.Outcome], settings: LoadSettings, sent_span: float,
+             model_calls: int) -> dict[str, Any]:
+    acknowledged = [o.acknowledged - o.question.sent for o in outcomes
+                    if o.acknowledged is not None]
+    first = [o.first - o.question.sent for o in outcomes if o.first is not None]
+    last = [o.last - o.question.sent for o in outcomes
+            if o.last is not None and o.answers >= 1]
+    answered = [o for o in outcomes if o.answers >= 1]
+    ends = [o.last for o in answered if o.last is not None]
+    n = len(outcomes)
+    return {
+        "questions": n,
+        "rate_asked": settings.rate,
+        "rate_sent": round((n - 1) / sent_span, 1) if n > 1 and sent_span > 0 else None,
+        "rate_answered": (round(len(ends) / (max(ends) - min(o.question.sent for o in outcomes)),
+                                1) if ends else None),
+        "not_acked": sum(1 for o in outcomes if o.question.status != 200),
+        "answered": len(answered),
+        "lost": sum(1 for o in outcomes if o.answers == 0),
+        "duplicated": sum(1 for o in outcomes if o.answers > 1),
+        "model_calls_per_question": round(model_calls / n, 2) if n else None,
+        "observed_acknowledged_ms": measure.distribution(acknowledged),
+        "observed_first_ms": measure.distribution(first),
+        "observed_last_ms": measure.distribution(last),
+        "added_first_ms": measure.distribution([t - settings.model_first for t in first]),
+        "added_last_ms": measure.distribution([t - settings.model_last for t in last]),
+        "mean_added_first_ms": (round((statistics.fmean(first) - settings.model_first) * 1000, 1)
+                                if first else None),
+        "cpus": os.cpu_count(),
+    }
