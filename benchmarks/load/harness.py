@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -32,9 +33,14 @@ from tests.fakes.slack_server import FakeSlack
 
 CHANNELS = 10  # the conversations are spread over this many channels
 USERS = 50
+RESULTS = Path(__file__).resolve().parents[1] / "results"  # gitignored
 WARM_UP = 5  # questions answered before the measured run
 WARM_UP_NUMBERS = 1_000_000  # warm-up questions are numbered from here, apart from the run's
 SETTLE = 2.0  # seconds to keep watching after the last answer, for late duplicates
+# Seconds without a new answer before the rest count as lost: longer than the hub's inbox
+# lease (60 s) and sweep (10 s), so that a question it retries is late, not lost.
+STALL = 90.0
+LOST_EXAMPLES = 5  # lost questions whose threads go into the JSON, to see what happened
 
 
 @dataclass
@@ -78,6 +84,8 @@ def run_target(name: str, settings: LoadSettings) -> dict[str, Any]:
                 figures["exited"] = target.process.returncode
         finally:
             target.stop()
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(target.log, RESULTS / f"load-{name}.log")
     return figures
 
 
@@ -94,6 +102,7 @@ async def _load(target: targets.Target, slack: FakeSlack, model: FakeOpenAI,
         await asyncio.gather(*(_send(client, slack, q) for q in warm))
         await _wait_answered(slack, warm, settings.model_last + 60)
         model_calls_before = len(model.chat_requests())
+        cpu_before = target.cpu_seconds()
 
         total = max(1, round(settings.rate * settings.duration))
         threads: dict[int, str] = {}  # conversation -> its thread's ts
@@ -112,9 +121,18 @@ async def _load(target: targets.Target, slack: FakeSlack, model: FakeOpenAI,
             sends.append(asyncio.create_task(_send(client, slack, question)))
         sent_span = time.monotonic() - started
         await asyncio.gather(*sends)
-        await _wait_answered(slack, questions, settings.model_last * 3 + 60)
+        await _wait_answered(slack, questions, settings.model_last * 3 + STALL)
+        cpu = target.cpu_seconds() - cpu_before  # includes SETTLE s of idling: near nothing
     model_calls = len(model.chat_requests()) - model_calls_before
-    return _figures(measure.outcomes(slack, questions), settings, sent_span, model_calls)
+    results = measure.outcomes(slack, questions)
+    figures = _figures(results, settings, sent_span, model_calls)
+    figures["cpu_ms_per_question"] = round(cpu * 1000 / len(questions), 1)
+    figures["lost_examples"] = [
+        {"question": o.question.number, "http_status": o.question.status,
+         "bot_wrote": [m.get("text") for m in slack.messages(o.question.channel,
+                                                             o.question.thread_ts)]}
+        for o in results if o.answers == 0][:LOST_EXAMPLES]
+    return figures
 
 
 def _question(slack: FakeSlack, number: int, channel: str, user: str,
@@ -135,16 +153,18 @@ async def _send(client: httpx.AsyncClient, slack: FakeSlack, question: measure.Q
 
 
 async def _wait_answered(slack: FakeSlack, questions: list[measure.Question],
-                         patience: float) -> None:
-    """Until every question has a complete answer (or `patience` seconds pass), then SETTLE
-    more seconds."""
+                         stall: float) -> None:
+    """Until every question has a complete answer, or none has come for `stall` seconds (an
+    overloaded target drains slowly: late is not lost), then SETTLE more seconds."""
     channels = sorted({q.channel for q in questions})
     wanted = {q.number for q in questions}
-    deadline = time.monotonic() + patience
-    while time.monotonic() < deadline:
+    seen, progress = -1, time.monotonic()
+    while time.monotonic() - progress < stall:
         done = await asyncio.to_thread(measure.complete_answers, slack, channels)
         if wanted <= done.keys():
             break
+        if len(done) != seen:
+            seen, progress = len(done), time.monotonic()
         await asyncio.sleep(0.5)
     await asyncio.sleep(SETTLE)
 

@@ -43,13 +43,28 @@ class Target:
     url: str
     log: Path
 
-    def peak_rss_bytes(self) -> int | None:
-        """Peak resident memory of the process and its children (VmHWM from /proc)."""
+    def _pids(self) -> list[int]:
         pids = [self.process.pid]
         for children in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
             pids.extend(int(p) for p in children.read_text().split())
+        return pids
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the process and its children have used so far."""
         total = 0
-        for pid in pids:
+        for pid in self._pids():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_bytes(self) -> int | None:
+        """Peak resident memory of the process and its children (VmHWM from /proc)."""
+        total = 0
+        for pid in self._pids():
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:
