@@ -122,16 +122,16 @@ async def _load(target: targets.Target, slack: FakeSlack, model: FakeOpenAI,
         sent_span = time.monotonic() - started
         await asyncio.gather(*sends)
         await _wait_answered(slack, questions, settings.model_last * 3 + STALL)
-        cpu = target.cpu_seconds() - cpu_before  # includes SETTLE s of idling: near nothing
+        cpu = target.cpu_seconds() - cpu_before  # and the idle wait at the end: little
     model_calls = len(model.chat_requests()) - model_calls_before
     results = measure.outcomes(slack, questions)
     figures = _figures(results, settings, sent_span, model_calls)
     figures["cpu_ms_per_question"] = round(cpu * 1000 / len(questions), 1)
+    lost = [o.question for o in results if o.answers == 0][:LOST_EXAMPLES]
     figures["lost_examples"] = [
-        {"question": o.question.number, "http_status": o.question.status,
-         "bot_wrote": [m.get("text") for m in slack.messages(o.question.channel,
-                                                             o.question.thread_ts)]}
-        for o in results if o.answers == 0][:LOST_EXAMPLES]
+        {"question": q.number, "http_status": q.status,
+         "bot_wrote": [m.get("text") for m in slack.messages(q.channel, q.thread_ts)]}
+        for q in lost]
     return figures
 
 
