@@ -38,6 +38,7 @@ COUNTS = [("msg/s sent", "rate_sent"), ("msg/s answered", "rate_answered"),
           ("duplicated", "duplicated"), ("events not acked 200", "not_acked"),
           ("model calls per question", "model_calls_per_question"),
           ("target CPU per question, ms", "cpu_ms_per_question"),
+          ("harness CPU per question, ms", "harness_cpu_ms_per_question"),
           ("peak RSS, MB", "peak_rss_mb")]
 
 
