@@ -9,7 +9,6 @@ stored either way).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import discord
@@ -17,6 +16,7 @@ import structlog
 
 from adapters.base import ReplyStream
 from adapters.discord import render
+from adapters.throttle import EditThrottle
 from bot.model import Reply
 from bot.store.inbox import Journal, unjournaled
 
@@ -108,12 +108,11 @@ class DiscordStream:
         self._message = message
         self._text = ""
         self._shown = ""
-        self._last_edit = time.monotonic()
+        self._throttle = EditThrottle(channel.update_interval)
 
     async def append(self, text: str) -> None:
         self._text += text
-        if self._message is not None and \
-                time.monotonic() - self._last_edit >= self._channel.update_interval:
+        if self._message is not None and self._throttle.due():
             pieces = render.split_text(self._text, render.MESSAGE_LIMIT - 2)
             await self._edit(pieces[0] + (" …" if len(pieces) > 1 else ""))
 
@@ -122,7 +121,7 @@ class DiscordStream:
             return False
         if text == self._shown and view is None:
             return True
-        self._last_edit = time.monotonic()
+        self._throttle.wrote()
         options: dict[str, Any] = {"content": text, "allowed_mentions": NO_PINGS}
         if view is not None:
             options["view"] = view

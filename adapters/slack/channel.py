@@ -10,7 +10,6 @@ a new message, so the answer is never lost to a failed edit.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Collection
 from typing import Any
 
@@ -20,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.base import ReplyStream
 from adapters.slack import render
+from adapters.throttle import EditThrottle
 from bot.model import Reply
 from bot.store.inbox import Journal, unjournaled
 
@@ -180,12 +180,11 @@ class SlackStream:
         self._ts = ts  # None: the placeholder could not be posted; the answer comes at the end
         self._text = ""
         self._shown = ""
-        self._last_update = time.monotonic()
+        self._throttle = EditThrottle(channel.update_interval)
 
     async def append(self, text: str) -> None:
         self._text += text
-        if self._ts is not None and \
-                time.monotonic() - self._last_update >= self._channel.update_interval:
+        if self._ts is not None and self._throttle.due():
             pieces = render.split(render.to_mrkdwn(self._text))
             await self._update(pieces[0] + (" …" if len(pieces) > 1 else ""), None)
 
@@ -194,7 +193,7 @@ class SlackStream:
             return False
         if text == self._shown and blocks is None:
             return True
-        self._last_update = time.monotonic()
+        self._throttle.wrote()
         try:
             await self._channel.client.chat_update(channel=self._channel.channel, ts=self._ts,
                                                    text=text, blocks=blocks)
@@ -231,17 +230,17 @@ class NativeSlackStream:
         self._sent = ""  # what Slack has been given
         self._pending = ""
         self._broken = False
-        self._last = time.monotonic()
+        self._throttle = EditThrottle(channel.update_interval)
 
     async def append(self, text: str) -> None:
         self._pending += text
-        if time.monotonic() - self._last >= self._channel.update_interval:
+        if self._throttle.due():
             await self._flush()
 
     async def _flush(self) -> None:
         if not self._pending or self._broken:
             return
-        self._last = time.monotonic()
+        self._throttle.wrote()
         try:
             await self._channel.client.chat_appendStream(
                 channel=self._channel.channel, ts=self._ts, markdown_text=self._pending)
