@@ -31,6 +31,7 @@ from bot.admin.layout import (
     stats,
     table,
 )
+from bot.admin.params import parse_id
 from bot.app import Hub
 from bot.store.repository import StorageUnavailable
 from bot.usage import UsageReport, UsageRow, UsageStore
@@ -55,12 +56,8 @@ def parse_period(raw: str | None) -> int:
     sentence that names the choices."""
     if raw is None or raw == "":
         return DEFAULT_PERIOD
-    text = raw.strip()
-    try:  # isdigit() admits "²" and 5,000 digits; int() refuses both with a ValueError
-        days = int(text) if text.isdigit() and len(text) <= 3 else None
-    except ValueError:
-        days = None
-    if days is not None and days in PERIODS:
+    days = parse_id(raw.strip())  # ASCII digits only, bounded: "²" and 5,000 digits are None
+    if days in PERIODS:
         return days
     raise BadPeriod(f"The period must be one of {', '.join(map(str, PERIODS))} days.")
 
