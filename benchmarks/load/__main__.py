@@ -1,13 +1,16 @@
-"""Load harness: bothub's Slack path on SQLite, and a bare slack-bolt + openai baseline.
+"""Load harness: bothub on SQLite through Slack, Teams or Discord, and a bare Slack baseline.
 
-Starts a fake model (set time to first byte and token rate) and a fake Slack in this process,
-the target as a subprocess (`bothub serve` on SQLite in a temporary data directory, or the
-baseline in benchmarks/load/baseline.py), sends signed `app_mention` events at a fixed rate
-and measures, per question, the time to the first visible piece of the answer and to the
-final answer at the fake Slack, less the model's own time; counts lost and duplicated answers;
-reads the target's peak RSS. Prints the figures and writes benchmarks/results/load.json.
+Starts a fake model (set time to first byte and token rate) and the platform's fake (Slack,
+Teams' Bot Framework or Discord) in this process, the target as a subprocess (`bothub serve` on
+SQLite in a temporary data directory, or, for Slack only, the baseline in
+benchmarks/load/baseline.py), asks questions the platform's way at a fixed rate (signed Slack
+events, signed Teams activities, Discord gateway events) and measures, per question, the time
+to the first visible piece of the answer and to the final answer at the fake, less the model's
+own time; counts lost and duplicated answers; reads the target's peak RSS. Prints the figures
+and writes benchmarks/results/load.json.
 
     .venv/bin/python -m benchmarks.load --target both --rate 100 --duration 30
+    .venv/bin/python -m benchmarks.load --platform teams --rate 10 --duration 30
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from benchmarks.load.driver import PLATFORMS
 from benchmarks.load.harness import LoadSettings, run_target
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -35,7 +39,8 @@ FIGURES = [  # (label, key in a target's figures)
 ]
 COUNTS = [("msg/s sent", "rate_sent"), ("msg/s answered", "rate_answered"),
           ("questions", "questions"), ("answered", "answered"), ("lost", "lost"),
-          ("duplicated", "duplicated"), ("events not acked 200", "not_acked"),
+          ("duplicated", "duplicated"),
+          ("events not acked 200 (Discord: not dispatched)", "not_acked"),
           ("model calls per question", "model_calls_per_question"),
           ("target CPU per question, ms", "cpu_ms_per_question"),
           ("harness CPU per question, ms", "harness_cpu_ms_per_question"),
@@ -69,7 +74,10 @@ def _ratios(hub: dict[str, Any], base: dict[str, Any]) -> dict[str, dict[str, fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--target", choices=["bothub", "baseline", "both"], default="both")
+    parser.add_argument("--target", choices=["bothub", "baseline", "both"], default=None,
+                        help="default: both on Slack, bothub elsewhere (the baseline is Slack's)")
+    parser.add_argument("--platform", choices=PLATFORMS, default="slack",
+                        help="whose fake the questions come through")
     parser.add_argument("--rate", type=float, default=20.0, help="questions per second")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of sending")
     parser.add_argument("--ttft", type=float, default=0.2,
@@ -81,27 +89,38 @@ def main() -> None:
                         help="threads the questions are spread over")
     parser.add_argument("--slack-streaming", choices=["native", "edits"], default="native",
                         help="bothub's Slack streaming (native is the product default)")
-    parser.add_argument("--output", type=Path, default=RESULTS / "load.json")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="default: benchmarks/results/load.json (Slack), "
+                             "load-<platform>.json (Teams, Discord)")
     args = parser.parse_args()
     if args.rate <= 0 or args.duration <= 0 or args.conversations < 1 or args.answer_tokens < 2:
         parser.error("--rate and --duration must be > 0, --conversations >= 1, "
                      "--answer-tokens >= 2")
+    if args.target is None:
+        args.target = "both" if args.platform == "slack" else "bothub"
+    if args.output is None:
+        suffix = "" if args.platform == "slack" else f"-{args.platform}"
+        args.output = RESULTS / f"load{suffix}.json"
+    if args.platform != "slack" and args.target != "bothub":
+        parser.error(f"--target {args.target}: the baseline is a Slack bot; with "
+                     f"--platform {args.platform} only --target bothub can run")
 
     settings = LoadSettings(rate=args.rate, duration=args.duration, ttft=args.ttft,
                             token_interval=args.token_interval,
                             answer_tokens=args.answer_tokens, conversations=args.conversations,
-                            native_streaming=args.slack_streaming == "native")
+                            native_streaming=args.slack_streaming == "native",
+                            platform=args.platform)
     names = ["bothub", "baseline"] if args.target == "both" else [args.target]
     results: dict[str, Any] = {}
     for name in names:
-        print(f"running {name} ...", file=sys.stderr, flush=True)
+        print(f"running {name} on {args.platform} ...", file=sys.stderr, flush=True)
         results[name] = run_target(name, settings)
 
     print(f"model's own time: first piece {settings.model_first * 1000:.0f} ms, "
           f"end of answer {settings.model_last * 1000:.0f} ms "
           f"(ttft {settings.ttft * 1000:.0f} ms, {settings.answer_tokens} tokens every "
           f"{settings.token_interval * 1000:.0f} ms); {args.rate:g} msg/s for {args.duration:g} s "
-          f"over {args.conversations} conversations")
+          f"over {args.conversations} conversations on {args.platform}")
     rows = table(results)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

@@ -1,11 +1,14 @@
-"""Drive one target with signed Slack events at a fixed open-loop rate and measure its answers.
+"""Drive one target through one platform's fake at a fixed open-loop rate and measure its answers.
 
-For each target a fresh fake model (set time to first byte and per-token delay) and fake Slack
-start in this process; the target starts as a subprocess pointed at them. A short warm-up
-(imports, connections, bolt's auth.test) is answered first and left out. Then `app_mention`
-events, signed like Slack's, are POSTed to `/slack/events` on a fixed schedule, whatever the
-target's pace (open loop: a slow target gets no relief), spread over `conversations` threads:
-each thread's first question starts it at the top level, the next ones are asked in it.
+For each target a fresh fake model (set time to first byte and per-token delay) and the
+platform's fake start in this process; the target starts as a subprocess pointed at them. The
+platform's driver (benchmarks/load/driver.py) asks the questions the platform's way (Slack:
+signed `app_mention` events POSTed to `/slack/events`; Teams: signed Bot Framework activities
+POSTed to `/api/messages`; Discord: MESSAGE_CREATE events on the gateway the target is
+connected to) and reads back the bot's writes. A short warm-up (imports, connections, the
+platform's first calls) is answered first and left out. Then the questions go on a fixed
+schedule, whatever the target's pace (open loop: a slow target gets no relief), spread over
+`conversations` threads: each thread's first question starts it, the next ones are asked in it.
 
 Hub-added latency is the observed time less the model's own scripted time. The fake sends its
 first piece of text one token interval after its time to first byte, and ends the stream one
@@ -25,14 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from benchmarks.load import measure, targets
+from benchmarks.load.driver import Driver, driver_for
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.slack_server import FakeSlack
 
-CHANNELS = 10  # the conversations are spread over this many channels
-USERS = 50
 RESULTS = Path(__file__).resolve().parents[1] / "results"  # gitignored
 WARM_UP = 5  # questions answered before the measured run
 WARM_UP_NUMBERS = 1_000_000  # warm-up questions are numbered from here, apart from the run's
@@ -52,6 +51,7 @@ class LoadSettings:
     answer_tokens: int  # pieces per answer
     conversations: int  # threads the questions are spread over
     native_streaming: bool = True  # bothub only: Slack's chat streaming (product default)
+    platform: str = "slack"  # whose fake the questions come through: slack, teams or discord
 
     @property
     def model_first(self) -> float:
@@ -64,28 +64,23 @@ class LoadSettings:
 
 def run_target(name: str, settings: LoadSettings) -> dict[str, Any]:
     """Start the fakes and target `name`, load it, stop everything; the target's figures."""
-    with FakeOpenAI() as model, FakeSlack() as slack, \
+    with FakeOpenAI() as model, driver_for(settings.platform) as driver, \
             tempfile.TemporaryDirectory(prefix=f"load-{name}-") as workdir:
         model.default_delay = settings.ttft
         model.default_chunk_delay = settings.token_interval
         model.responder = measure.responder(settings.answer_tokens)
-        channels = [f"C0LOAD{i:02d}" for i in range(CHANNELS)]
-        for channel in channels:
-            slack.add_channel(channel, channel.lower())
-        users = [f"U0LOAD{i:03d}" for i in range(USERS)]
-        for user in users:
-            slack.add_user(user, f"Load User {user[-3:]}", f"load{user[-3:]}")
-        target = targets.start(name, Path(workdir), slack, model,
+        target = targets.start(name, Path(workdir), driver.env(), model,
                                native_streaming=settings.native_streaming)
         try:
-            figures = asyncio.run(_load(target, slack, model, settings, channels, users))
+            figures = asyncio.run(_load(target, driver, model, settings))
             figures["peak_rss_mb"] = _mb(target.peak_rss_bytes())
             if target.process.poll() is not None:
                 figures["exited"] = target.process.returncode
         finally:
             target.stop()
             RESULTS.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(target.log, RESULTS / f"load-{name}.log")
+            suffix = "" if settings.platform == "slack" else f"-{settings.platform}"
+            shutil.copyfile(target.log, RESULTS / f"load-{name}{suffix}.log")
     return figures
 
 
@@ -93,19 +88,17 @@ def _mb(value: int | None) -> float | None:
     return None if value is None else round(value / 2**20, 1)
 
 
-async def _load(target: targets.Target, slack: FakeSlack, model: FakeOpenAI,
-                settings: LoadSettings, channels: list[str], users: list[str]) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=target.url, timeout=30, limits=limits) as client:
-        warm = [_question(slack, WARM_UP_NUMBERS + i, channels[0], users[0], None)
-                for i in range(WARM_UP)]
-        await asyncio.gather(*(_send(client, slack, q) for q in warm))
-        await _wait_answered(slack, warm, settings.model_last + 60)
+async def _load(target: targets.Target, driver: Driver, model: FakeOpenAI,
+                settings: LoadSettings) -> dict[str, Any]:
+    await driver.open(target.url)
+    try:
+        warm = [driver.question(WARM_UP_NUMBERS + i, None) for i in range(WARM_UP)]
+        await asyncio.gather(*(driver.send(q) for q in warm))
+        await _wait_answered(driver, warm, settings.model_last + 60)
         model_calls_before = len(model.chat_requests())
         cpu_before, own_before = target.cpu_seconds(), time.process_time()
 
         total = max(1, round(settings.rate * settings.duration))
-        threads: dict[int, str] = {}  # conversation -> its thread's ts
         questions: list[measure.Question] = []
         sends: list[asyncio.Task[None]] = []
         started = time.monotonic()
@@ -113,19 +106,18 @@ async def _load(target: targets.Target, slack: FakeSlack, model: FakeOpenAI,
             delay = started + i / settings.rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            conversation = i % settings.conversations
-            question = _question(slack, i, channels[conversation % len(channels)],
-                                 users[conversation % len(users)], threads.get(conversation))
-            threads.setdefault(conversation, question.thread_ts)
+            question = driver.question(i, i % settings.conversations)
             questions.append(question)
-            sends.append(asyncio.create_task(_send(client, slack, question)))
+            sends.append(asyncio.create_task(driver.send(question)))
         sent_span = time.monotonic() - started
         await asyncio.gather(*sends)
-        await _wait_answered(slack, questions, settings.model_last * 3 + STALL)
+        await _wait_answered(driver, questions, settings.model_last * 3 + STALL)
         cpu = target.cpu_seconds() - cpu_before  # and the idle wait at the end: little
         own = time.process_time() - own_before  # this process: the fakes and the sender
+    finally:
+        await driver.close()
     model_calls = len(model.chat_requests()) - model_calls_before
-    results = measure.outcomes(slack, questions)
+    results = measure.outcomes(driver.messages(), driver.writes(), questions)
     figures = _figures(results, settings, sent_span, model_calls)
     figures["cpu_ms_per_question"] = round(cpu * 1000 / len(questions), 1)
     # The harness shares the machine: when it needs a core of its own, figures at that rate
@@ -133,38 +125,20 @@ async def _load(target: targets.Target, slack: FakeSlack, model: FakeOpenAI,
     figures["harness_cpu_ms_per_question"] = round(own * 1000 / len(questions), 1)
     lost = [o.question for o in results if o.answers == 0][:LOST_EXAMPLES]
     figures["lost_examples"] = [
-        {"question": q.number, "http_status": q.status,
-         "bot_wrote": [m.get("text") for m in slack.messages(q.channel, q.thread_ts)]}
+        {"question": q.number, "http_status": q.status, "bot_wrote": driver.thread_texts(q)}
         for q in lost]
     return figures
 
 
-def _question(slack: FakeSlack, number: int, channel: str, user: str,
-              thread_ts: str | None) -> measure.Question:
-    event = slack.message_event(measure.question_text(number), channel=channel, user=user,
-                                mention=True, thread_ts=thread_ts)
-    return measure.Question(number, channel, thread_ts or event["ts"], 0.0, event=event)
-
-
-async def _send(client: httpx.AsyncClient, slack: FakeSlack, question: measure.Question) -> None:
-    body, headers = slack.signed_request(slack.event_envelope(question.event))
-    question.sent = time.monotonic()
-    try:
-        response = await client.post("/slack/events", content=body, headers=headers)
-        question.status = response.status_code
-    except httpx.HTTPError:
-        question.status = None
-
-
-async def _wait_answered(slack: FakeSlack, questions: list[measure.Question],
+async def _wait_answered(driver: Driver, questions: list[measure.Question],
                          stall: float) -> None:
     """Until every question has a complete answer, or none has come for `stall` seconds (an
     overloaded target drains slowly: late is not lost), then SETTLE more seconds."""
-    channels = sorted({q.channel for q in questions})
     wanted = {q.number for q in questions}
     seen, progress = -1, time.monotonic()
     while time.monotonic() - progress < stall:
-        done = await asyncio.to_thread(measure.complete_answers, slack, channels)
+        shown = await asyncio.to_thread(driver.messages)
+        done = measure.complete_answers(shown)
         if wanted <= done.keys():
             break
         if len(done) != seen:

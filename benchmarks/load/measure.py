@@ -1,26 +1,23 @@
-"""What the fake Slack saw, turned into one outcome per question, and the figures from them.
+"""What a platform's fake saw, turned into one outcome per question, and the figures from them.
 
 Every question carries a marker (`q-<n>`) and the fake model's answer to it starts with
 `ans-<n>` and ends with `done.`, so an answer is found by its text whatever the target did
-with it (placeholder then edits, Slack's native streaming, one post). Times are the fake's own
-arrival stamps (`SlackCall.at`, `time.monotonic()` in this process), so no polling delay is in
-them.
+with it (placeholder then edits, a native stream, one post) and on whichever platform. Each
+platform's driver (benchmarks/load/slack.py, teams.py, discord.py) turns its fake's records into
+the same two lists: the bot's messages as they are now, and its writes with the fake's own
+arrival stamps (`time.monotonic()` in this process), so no polling delay is in the times.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
-
-from tests.fakes.slack_server import FakeSlack
+from typing import Any, NamedTuple
 
 ANSWER_END = "done."
 _QUESTION_MARK = re.compile(r"q-(\d+)")
 _ANSWER_MARK = re.compile(r"ans-(\d+)")
-# Web API methods that write a message; the text they carry, by argument name.
-_WRITES = ("chat.postMessage", "chat.update", "chat.startStream", "chat.appendStream",
-           "chat.stopStream")
 
 
 def question_text(number: int) -> str:
@@ -53,11 +50,28 @@ def responder(tokens: int) -> Any:
 @dataclass
 class Question:
     number: int
-    channel: str
-    thread_ts: str
-    sent: float  # time.monotonic() just before the POST
-    status: int | None = None  # the target's HTTP answer to the event (None: no answer)
-    event: dict[str, Any] = field(default_factory=dict)  # the Slack event that asks it
+    thread: str  # where its answer is expected: the driver's key for the thread/conversation
+    sent: float = 0.0  # time.monotonic() just before it was sent
+    status: int | None = None  # the target's HTTP answer (Discord: 200 once dispatched)
+    payload: dict[str, Any] = field(default_factory=dict)  # what the driver sends to ask it
+
+
+class Shown(NamedTuple):
+    """One of the bot's messages as it is now."""
+
+    message: str  # its id, unique across the run (the driver's choice of key)
+    text: str
+
+
+@dataclass(frozen=True)
+class Write:
+    """One request of the bot's that writes a message, as the platform's fake saw it arrive."""
+
+    at: float  # the fake's arrival stamp, time.monotonic()
+    message: str | None  # the message it writes to (an edit, an append); None for a new post
+    text: str  # the text it carries
+    opens: str | None = None  # the thread it opens a message in (a placeholder, a stream...)
+    appended: bool = False  # the text is a piece added to the message, not the whole of it
 
 
 @dataclass
@@ -69,73 +83,56 @@ class Outcome:
     answers: int = 0  # complete answers posted for it: 1 is right, 0 lost, >1 duplicated
 
 
-def _call_text(call: Any) -> str:
-    args = call.args
-    parts = [str(args.get(k) or "") for k in ("text", "markdown_text")]
-    chunks = args.get("chunks")
-    if isinstance(chunks, list):
-        parts.extend(str(c.get("text") or "") for c in chunks if isinstance(c, dict))
-    return " ".join(parts)
-
-
-def complete_answers(fake: FakeSlack, channels: list[str]) -> dict[int, list[tuple[str, str]]]:
-    """Question number -> the (channel, ts) of every bot message now holding its whole answer."""
-    found: dict[int, list[tuple[str, str]]] = {}
-    for channel in channels:
-        for message in fake.messages(channel):
-            text = str(message.get("text") or "")
-            if message.get("user") != fake.bot_user_id or ANSWER_END not in text:
-                continue
-            for number in {int(n) for n in _ANSWER_MARK.findall(text)}:
-                found.setdefault(number, []).append((channel, str(message["ts"])))
+def complete_answers(messages: Iterable[Shown]) -> dict[int, list[str]]:
+    """Question number -> the id of every bot message now holding its whole answer."""
+    found: dict[int, list[str]] = {}
+    for message in messages:
+        if ANSWER_END not in message.text:
+            continue
+        for number in {int(n) for n in _ANSWER_MARK.findall(message.text)}:
+            found.setdefault(number, []).append(message.message)
     return found
 
 
-def outcomes(fake: FakeSlack, questions: list[Question]) -> list[Outcome]:
-    """One outcome per question, from the fake's messages and its record of write calls."""
-    channels = sorted({q.channel for q in questions})
-    answers = complete_answers(fake, channels)
+def outcomes(messages: Iterable[Shown], writes: Iterable[Write],
+             questions: list[Question]) -> list[Outcome]:
+    """One outcome per question, from the bot's messages as they are now and its writes."""
+    writes = list(writes)
+    answers = complete_answers(messages)
     owner = {where: number for number, places in answers.items() for where in places}
     by_number = {q.number: Outcome(q, answers=len(answers.get(q.number, [])))
                  for q in questions}
-    for method in _WRITES:
-        for call in fake.calls_to(method):
-            text = _call_text(call)
-            number = None
-            ts = call.args.get("ts")
-            if ts is not None:
-                number = owner.get((str(call.args.get("channel")), str(ts)))
-            if number is None:
-                marks = _ANSWER_MARK.findall(text)
-                number = int(marks[-1]) if marks else None
-            outcome = by_number.get(number) if number is not None else None
-            if outcome is None:
-                continue
-            if outcome.last is None or call.at > outcome.last:
-                outcome.last = call.at
-            # Visible answer text: anything in the call but the placeholder's own words.
-            carries_answer = bool(_ANSWER_MARK.search(text)) or (
-                method in ("chat.appendStream", "chat.stopStream") and text.strip() != "")
-            if carries_answer and (outcome.first is None or call.at < outcome.first):
-                outcome.first = call.at
-    _acknowledgements(fake, questions, by_number)
+    for write in writes:
+        number = owner.get(write.message) if write.message is not None else None
+        if number is None:
+            marks = _ANSWER_MARK.findall(write.text)
+            number = int(marks[-1]) if marks else None
+        outcome = by_number.get(number) if number is not None else None
+        if outcome is None:
+            continue
+        if outcome.last is None or write.at > outcome.last:
+            outcome.last = write.at
+        # Visible answer text: anything in the write but the placeholder's own words.
+        carries_answer = bool(_ANSWER_MARK.search(write.text)) or (
+            write.appended and write.text.strip() != "")
+        if carries_answer and (outcome.first is None or write.at < outcome.first):
+            outcome.first = write.at
+    _acknowledgements(writes, questions, by_number)
     return [by_number[q.number] for q in questions]
 
 
-def _acknowledgements(fake: FakeSlack, questions: list[Question],
+def _acknowledgements(writes: list[Write], questions: list[Question],
                       by_number: dict[int, Outcome]) -> None:
     """Set each outcome's `acknowledged`: the first message the bot opened in the question's
-    thread once it was asked (a placeholder, a native stream, or the answer itself). Where two
+    thread once it was asked (a placeholder, a stream, or the answer itself). Where two
     questions of one thread are in flight at once this may pick the other's; the run spreads
     questions over enough threads for that to be rare."""
-    opened: dict[tuple[str, str], list[float]] = {}
-    for method in ("chat.postMessage", "chat.startStream"):
-        for call in fake.calls_to(method):
-            where = (str(call.args.get("channel")), str(call.args.get("thread_ts")))
-            opened.setdefault(where, []).append(call.at)
+    opened: dict[str, list[float]] = {}
+    for write in writes:
+        if write.opens is not None:
+            opened.setdefault(write.opens, []).append(write.at)
     for question in questions:
-        times = [t for t in opened.get((question.channel, question.thread_ts), [])
-                 if t >= question.sent]
+        times = [t for t in opened.get(question.thread, []) if t >= question.sent]
         if times:
             by_number[question.number].acknowledged = min(times)
 

@@ -1,8 +1,9 @@
 """The processes under load: `bothub serve` and the baseline, each started the same way.
 
-Both get the fake Slack's token, signing secret and Web API URL and the fake model's key and URL
-through the environment, listen on a free loopback port, and are waited for until healthy.
-Their output goes to a log file in the run's temporary directory, shown if one fails to start.
+Both get the platform driver's environment (the fake Slack's token, signing secret and Web API
+URL, say) and the fake model's key and URL, listen on a free loopback port, and are waited for
+until healthy. Their output goes to a log file in the run's temporary directory, shown if one
+fails to start.
 """
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.slack_server import FakeSlack
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 120.0  # seconds: the hub indexes the shipped sample knowledge base first
@@ -84,13 +85,13 @@ class Target:
                 self.process.wait(5)
 
 
-def start(name: str, workdir: Path, slack: FakeSlack, model: FakeOpenAI, *,
+def start(name: str, workdir: Path, platform_env: Mapping[str, str], model: FakeOpenAI, *,
           native_streaming: bool = True) -> Target:
-    """Start target `name` ("bothub" or "baseline") and return it once it answers health checks."""
+    """Start target `name` ("bothub" or "baseline") with the platform driver's environment and
+    return it once it answers health checks."""
     port = free_port()
     env = {**os.environ, "OPENAI_API_KEY": model.api_key, "OPENAI_BASE_URL": model.base_url,
-           "SLACK_BOT_TOKEN": slack.bot_token, "SLACK_SIGNING_SECRET": slack.signing_secret,
-           "SLACK_API_URL": slack.api_url}
+           **platform_env}
     if name == "bothub":
         data = workdir / "data"
         data.mkdir(exist_ok=True)
