@@ -140,6 +140,11 @@ class Limits(BaseModel):
     # Per model of the fallback chain: how long it has to start answering, the SDK's retries
     # and their waits included; then the longest silence allowed within its stream.
     model_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    # Answers one worker works on at once; the rest wait their turn in order, their questions
+    # stored and their inbox leases renewed. Without a bound a flood starts every answer at
+    # once: each wants a database connection and the CPU, and past the pool's checkout
+    # timeout they fail together instead of finishing late.
+    max_concurrent_answers: int = Field(default=100, ge=1, le=10_000)
 
 
 class ModerationConfig(BaseModel):

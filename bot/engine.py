@@ -8,11 +8,12 @@ stored, it stays stored whatever happens to the answer.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -117,6 +118,8 @@ class Engine:
         self._knowledge = knowledge
         self.desk = desk
         self.limiter = limiter
+        # Taken after the early returns: a refusal or a duplicate never waits behind answers.
+        self._answer_slots = asyncio.Semaphore(behaviour.limits.max_concurrent_answers)
         self._memory = ConversationMemory(
             store, self._summarize if model else None,
             budget=behaviour.limits.history_token_budget)
@@ -274,7 +277,11 @@ class Engine:
         if self.inbox is not None and entry is not None:
             self.inbox.active.add(entry)  # its lease is renewed while this answer runs
         try:
-            result = await self._respond(accepted, channel, bound)
+            if accepted.early is not None:
+                result = await self._respond(accepted, channel, bound)
+            else:
+                async with self._answer_slot():
+                    result = await self._respond(accepted, channel, bound)
         except Exception:
             # A bug or a platform failure while replying: logged with its trace, never shown.
             bound.exception("engine.unexpected_error")
@@ -292,6 +299,23 @@ class Engine:
                    seconds=round(time.monotonic() - accepted.accepted_at, 3))
         await self._settle(accepted, result, bound)
         return result
+
+    @asynccontextmanager
+    async def _answer_slot(self) -> AsyncIterator[None]:
+        """One of this worker's `max_concurrent_answers`; waiting for it shows on /metrics."""
+        if not self._answer_slots.locked():
+            async with self._answer_slots:
+                yield
+            return
+        metrics.ANSWERS_WAITING.add(1)
+        try:
+            await self._answer_slots.acquire()
+        finally:
+            metrics.ANSWERS_WAITING.add(-1)
+        try:
+            yield
+        finally:
+            self._answer_slots.release()
 
     async def _settle(self, accepted: Accepted, result: Result,
                       log: structlog.typing.FilteringBoundLogger) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.metrics import Counter, Histogram, _Gauge
+from opentelemetry.metrics import Counter, Histogram, UpDownCounter, _Gauge
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 
@@ -62,6 +62,10 @@ FIRST_PIECE = _seconds("bothub_time_to_first_token_seconds",
 ANSWER_LATENCY = _seconds("bothub_answer_seconds",
                           "From a message's acceptance to the end of its answer, by platform "
                           "and outcome", SLOW)
+ANSWERS_WAITING: UpDownCounter = _meter.create_up_down_counter(
+    "bothub_answers_waiting",
+    description="Accepted questions waiting for one of the worker's max_concurrent_answers: "
+                "above zero for long, the worker is overloaded")
 RATE_LIMITED = _counter("bothub_rate_limited_total",
                         "Questions not answered: too many too fast, by platform and scope")
 HTTP_REQUESTS = _counter("bothub_http_requests_total", "HTTP requests, by route and status")

@@ -3,6 +3,7 @@ workers share the limits through Redis, and a Redis outage degrades instead of f
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -12,10 +13,10 @@ import redis
 
 from bot.app import Hub
 from bot.engine import Outcome
-from bot.model import Author
+from bot.model import Author, Reply
 from tests.conftest import make_settings, question, running_server, write_config
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.recording_channel import RecordingChannel
+from tests.fakes.recording_channel import RecordingChannel, RecordingStream
 
 CONFIG = "limits:\n  rate: {user: {per_minute: 1, burst: 3}}\n"
 
@@ -73,3 +74,52 @@ def test_redis_down_degrades_and_health_says_so(tmp_path: Path,
         assert answer.status_code == 200 and "You said: still there?" in answer.text
         limits = httpx.get(f"{server.url}/healthz", timeout=5).json()["components"]["limits"]
         assert limits == {"backend": "redis", "state": "degraded", "error": "ConnectionError"}
+
+
+class _OpenStreams:
+    """Reply channels that count how many answers are being streamed at the same moment."""
+
+    def __init__(self) -> None:
+        self.open = self.most = 0
+
+    def channel(self) -> RecordingChannel:
+        counter = self
+
+        class Counting(RecordingChannel):
+            async def stream(self) -> RecordingStream:
+                counter.open += 1
+                counter.most = max(counter.most, counter.open)
+                stream = await super().stream()
+                finish = stream.finish
+
+                async def finished(reply: Reply) -> None:
+                    counter.open -= 1
+                    await finish(reply)
+
+                stream.finish = finished  # type: ignore[method-assign]
+                return stream
+
+        return Counting()
+
+
+async def test_a_burst_waits_its_turn_for_answer_slots_and_every_question_is_answered(
+        tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    config = ("limits:\n  max_concurrent_answers: 2\n"
+              "  rate: {user: {per_minute: 1000, burst: 1000}}\n")
+    hub = await Hub.create(make_settings(tmp_path, fake_openai,
+                                         config_file=write_config(tmp_path, config)))
+    fake_openai.default_delay = 0.1
+    streams = _OpenStreams()
+    channels = [streams.channel() for _ in range(8)]
+    try:
+        results = await asyncio.gather(*(
+            hub.engine.handle(question(f"burst question {n}", thread=f"burst-{n}"), channel)
+            for n, channel in enumerate(channels)))
+        assert [r.outcome for r in results] == [Outcome.ANSWERED] * 8
+        assert streams.most == 2  # the slots were used, and never more than two at once
+        for n, channel in enumerate(channels):
+            [answer] = channel.shown
+            assert answer.text == f"You said: burst question {n}"
+        assert len(fake_openai.chat_requests()) == 8
+    finally:
+        await hub.close()
