@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint typecheck check clean
+.PHONY: run test lint typecheck check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+## bench: every benchmark figure of benchmarks/README.md, printed and written (JSON + PNG chart)
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -26,6 +26,7 @@ from typing import Any
 
 from benchmarks.load.driver import PLATFORMS
 from benchmarks.load.harness import LoadSettings, run_target
+from benchmarks.load.storage import STORAGES
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
@@ -78,6 +79,10 @@ def main() -> None:
                         help="default: both on Slack, bothub elsewhere (the baseline is Slack's)")
     parser.add_argument("--platform", choices=PLATFORMS, default="slack",
                         help="whose fake the questions come through")
+    parser.add_argument("--storage", choices=STORAGES, default="sqlite",
+                        help="bothub's storage: SQLite, or postgres (PostgreSQL + Redis: a "
+                             "database of the run's own at BOTHUB_BENCH_POSTGRES_URL, Redis "
+                             "database 13 at BOTHUB_BENCH_REDIS_URL, emptied)")
     parser.add_argument("--rate", type=float, default=20.0, help="questions per second")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of sending")
     parser.add_argument("--ttft", type=float, default=0.2,
@@ -109,7 +114,7 @@ def main() -> None:
                             token_interval=args.token_interval,
                             answer_tokens=args.answer_tokens, conversations=args.conversations,
                             native_streaming=args.slack_streaming == "native",
-                            platform=args.platform)
+                            platform=args.platform, storage=args.storage)
     names = ["bothub", "baseline"] if args.target == "both" else [args.target]
     results: dict[str, Any] = {}
     for name in names:
@@ -120,7 +125,7 @@ def main() -> None:
           f"end of answer {settings.model_last * 1000:.0f} ms "
           f"(ttft {settings.ttft * 1000:.0f} ms, {settings.answer_tokens} tokens every "
           f"{settings.token_interval * 1000:.0f} ms); {args.rate:g} msg/s for {args.duration:g} s "
-          f"over {args.conversations} conversations on {args.platform}")
+          f"over {args.conversations} conversations on {args.platform}, bothub on {args.storage}")
     rows = table(results)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

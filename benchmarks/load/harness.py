@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.load import measure, targets
+from benchmarks.load import measure, storage, targets
 from benchmarks.load.driver import Driver, driver_for
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -52,6 +52,7 @@ class LoadSettings:
     conversations: int  # threads the questions are spread over
     native_streaming: bool = True  # bothub only: Slack's chat streaming (product default)
     platform: str = "slack"  # whose fake the questions come through: slack, teams or discord
+    storage: str = "sqlite"  # bothub only: sqlite, or postgres (PostgreSQL + Redis)
 
     @property
     def model_first(self) -> float:
@@ -65,11 +66,12 @@ class LoadSettings:
 def run_target(name: str, settings: LoadSettings) -> dict[str, Any]:
     """Start the fakes and target `name`, load it, stop everything; the target's figures."""
     with FakeOpenAI() as model, driver_for(settings.platform) as driver, \
+            storage.provisioned(settings.storage if name == "bothub" else "sqlite") as stored, \
             tempfile.TemporaryDirectory(prefix=f"load-{name}-") as workdir:
         model.default_delay = settings.ttft
         model.default_chunk_delay = settings.token_interval
         model.responder = measure.responder(settings.answer_tokens)
-        target = targets.start(name, Path(workdir), driver.env(), model,
+        target = targets.start(name, Path(workdir), {**driver.env(), **stored}, model,
                                native_streaming=settings.native_streaming)
         try:
             figures = asyncio.run(_load(target, driver, model, settings))
@@ -80,6 +82,7 @@ def run_target(name: str, settings: LoadSettings) -> dict[str, Any]:
             target.stop()
             RESULTS.mkdir(parents=True, exist_ok=True)
             suffix = "" if settings.platform == "slack" else f"-{settings.platform}"
+            suffix += "" if settings.storage == "sqlite" else f"-{settings.storage}"
             shutil.copyfile(target.log, RESULTS / f"load-{name}{suffix}.log")
     return figures
 
@@ -102,6 +105,9 @@ async def _load(target: targets.Target, driver: Driver, model: FakeOpenAI,
         questions: list[measure.Question] = []
         sends: list[asyncio.Task[None]] = []
         started = time.monotonic()
+        rss_samples: list[list[float]] = []
+        sampler = asyncio.create_task(_sample_memory(target, questions, settings.conversations,
+                                                     rss_samples))
         for i in range(total):
             delay = started + i / settings.rate - time.monotonic()
             if delay > 0:
@@ -112,6 +118,8 @@ async def _load(target: targets.Target, driver: Driver, model: FakeOpenAI,
         sent_span = time.monotonic() - started
         await asyncio.gather(*sends)
         await _wait_answered(driver, questions, settings.model_last * 3 + STALL)
+        sampler.cancel()
+        await asyncio.gather(sampler, return_exceptions=True)
         cpu = target.cpu_seconds() - cpu_before  # and the idle wait at the end: little
         own = time.process_time() - own_before  # this process: the fakes and the sender
     finally:
@@ -120,6 +128,7 @@ async def _load(target: targets.Target, driver: Driver, model: FakeOpenAI,
     results = measure.outcomes(driver.messages(), driver.writes(), questions)
     figures = _figures(results, settings, sent_span, model_calls)
     figures["cpu_ms_per_question"] = round(cpu * 1000 / len(questions), 1)
+    figures["rss_samples"] = rss_samples
     # The harness shares the machine: when it needs a core of its own, figures at that rate
     # are the machine's, not the target's alone.
     figures["harness_cpu_ms_per_question"] = round(own * 1000 / len(questions), 1)
@@ -128,6 +137,28 @@ async def _load(target: targets.Target, driver: Driver, model: FakeOpenAI,
         {"question": q.number, "http_status": q.status, "bot_wrote": driver.thread_texts(q)}
         for q in lost]
     return figures
+
+
+MEMORY_EVERY = 1.0  # seconds between samples of the target's resident memory
+
+
+async def _sample_memory(target: targets.Target, questions: list[measure.Question],
+                         conversations: int, samples: list[list[float]]) -> None:
+    """Append [conversations opened so far, RSS in MB] every MEMORY_EVERY seconds, and once
+    more when cancelled: how memory grows as conversations accumulate."""
+    try:
+        while True:
+            _sample(target, questions, conversations, samples)
+            await asyncio.sleep(MEMORY_EVERY)
+    finally:
+        _sample(target, questions, conversations, samples)
+
+
+def _sample(target: targets.Target, questions: list[measure.Question], conversations: int,
+            samples: list[list[float]]) -> None:
+    rss = target.rss_bytes()
+    if rss is not None:
+        samples.append([min(len(questions), conversations), round(rss / 2**20, 1)])
 
 
 async def _wait_answered(driver: Driver, questions: list[measure.Question],

@@ -64,6 +64,13 @@ class Target:
 
     def peak_rss_bytes(self) -> int | None:
         """Peak resident memory of the process and its children (VmHWM from /proc)."""
+        return self._memory("VmHWM:")
+
+    def rss_bytes(self) -> int | None:
+        """Resident memory of the process and its children now (VmRSS from /proc)."""
+        return self._memory("VmRSS:")
+
+    def _memory(self, field: str) -> int | None:
         total = 0
         for pid in self._pids():
             try:
@@ -71,7 +78,7 @@ class Target:
             except OSError:
                 continue
             for line in status.splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     total += int(line.split()[1]) * 1024
         return total or None
 
