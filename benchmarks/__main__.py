@@ -49,6 +49,7 @@ class Plan:
     conversations_rate: float = 20.0
     chunks: int = 100_000
     documents: int = 10_000
+    keep: Path | None = None  # retrieval: a folder to keep the chunk table in, and reuse
 
 
 QUICK = Plan(load_rate=5.0, load_duration=6.0, sustained_rates=(5.0, 10.0),
@@ -129,7 +130,7 @@ def retrieval_step(plan: Plan) -> dict[str, Any]:
     from benchmarks import retrieval  # lancedb and numpy: only when this step runs
 
     _log(f"retrieval: {plan.chunks:,} chunks, sync of {plan.documents:,} documents")
-    report = retrieval.run(chunks=plan.chunks, documents=plan.documents)
+    report = retrieval.run(chunks=plan.chunks, documents=plan.documents, keep=plan.keep)
     query = report["query"]
     queries = {mode: {q: round(query[mode][f"{q}_ms"], 1) for q in ("p50", "p95", "p99")}
                for mode in ("hybrid", "fulltext")}
@@ -234,6 +235,9 @@ def main() -> None:
                         help="every step, small (minutes): to try the command, not for figures")
     parser.add_argument("--only", default=",".join(STEPS),
                         help=f"comma-separated steps of {', '.join(STEPS)}")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="retrieval: keep the 100k-chunk table in this folder and reuse it "
+                             "on later runs (building it takes minutes)")
     parser.add_argument("--output", type=Path, default=RESULTS,
                         help="folder for summary.json and summary.png")
     args = parser.parse_args()
@@ -242,7 +246,7 @@ def main() -> None:
     if unknown or not steps:
         parser.error(f"--only: unknown step(s) {', '.join(unknown) or '(none given)'}; "
                      f"choose from {', '.join(STEPS)}")
-    plan = QUICK if args.quick else Plan()
+    plan = replace(QUICK if args.quick else Plan(), keep=args.keep)
     runners = {"load": load_step, "sustained": sustained_step, "overload": overload_step,
                "conversations": conversations_step, "retrieval": retrieval_step}
     started = time.monotonic()
@@ -250,7 +254,8 @@ def main() -> None:
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": {"cpus": _cpus(), "python": platform.python_version(),
                     "platform": platform.platform()},
-        "plan": {"quick": args.quick, **plan.__dict__},
+        "plan": {"quick": args.quick, **{k: str(v) if isinstance(v, Path) else v
+                                         for k, v in plan.__dict__.items()}},
     }
     for step in STEPS:
         if step in steps:
