@@ -17,7 +17,7 @@ import httpx
 
 from benchmarks.load.measure import Question, Shown, Write
 
-PLATFORMS = ("slack",)
+PLATFORMS = ("slack", "teams", "discord")
 
 
 class Driver(ABC):
@@ -102,4 +102,10 @@ def driver_for(platform: str) -> Driver:
     if platform == "slack":
         from benchmarks.load.slack import SlackDriver
         return SlackDriver()
+    if platform == "teams":
+        from benchmarks.load.teams import TeamsDriver
+        return TeamsDriver()
+    if platform == "discord":
+        from benchmarks.load.discord import DiscordDriver
+        return DiscordDriver()
     raise ValueError(f"unknown platform {platform!r}; one of {', '.join(PLATFORMS)}")
