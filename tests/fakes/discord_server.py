@@ -904,7 +904,7 @@ class FakeDiscord(BackgroundServer):
     def add_message(self, payload: dict[str, Any]) -> None:
         """Store a message (e.g. from message()) without dispatching it."""
         with self._lock:
-            stored = {k: v for k, v in copy.deepcopy(payload).items() if k not in ("guild_id")}
+            stored = {k: v for k, v in copy.deepcopy(payload).items() if k not in ("guild_id",)}
             stored.pop("member", None)
             self._store_message(stored)
 
