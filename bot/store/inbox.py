@@ -16,9 +16,9 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 
 from bot.store.repository import Repository
 from bot.store.tables import InboxEntry, StoredMessage, utcnow
@@ -31,6 +31,14 @@ FAILED = "failed"
 # Names this process on every row it holds: host and pid for people reading the table, a random
 # suffix so that a restarted process with a recycled pid is never mistaken for the old one.
 WORKER = f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+# The statements every answer runs, built once with bound parameters (see
+# `bot.store.conversations`): a Core UPDATE gets its SET clause from the parameters' names.
+_INBOX = cast(Table, InboxEntry.__table__)
+_BY_ID = _INBOX.c.id == bindparam("entry_id")
+_SET_ON_ENTRY = update(_INBOX).where(_BY_ID)
+_SET_ON_HELD_ENTRY = update(_INBOX).where(_BY_ID, _INBOX.c.worker == bindparam("holder"))
+_HOLDER = select(_INBOX.c.worker).where(_BY_ID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +127,9 @@ class Inbox(Repository):
             return int(getattr(result, "rowcount", 0) or 0)
 
     async def record_posted(self, entry_id: int, posted: Mapping[str, str]) -> None:
-        async with self._session() as session:
-            await session.execute(update(InboxEntry).where(InboxEntry.id == entry_id)
-                                  .values(posted=dict(posted)))
+        async with self._transaction() as connection:
+            await connection.execute(_SET_ON_ENTRY, {"entry_id": entry_id,
+                                                     "posted": dict(posted)})
 
     async def posted_elsewhere(self, entry_id: int) -> set[str]:
         """What the other entries of this entry's conversation have posted."""
@@ -137,25 +145,21 @@ class Inbox(Repository):
     async def holds(self, entry_id: int) -> bool:
         """Whether this worker still holds the entry: a worker too slow to renew its lease
         (a stalled machine) may have lost it to another, which then answers instead."""
-        async with self._session() as session:
-            worker = await session.scalar(select(InboxEntry.worker)
-                                          .where(InboxEntry.id == entry_id))
+        async with self._transaction() as connection:
+            worker = (await connection.execute(_HOLDER, {"entry_id": entry_id})).scalar()
         return worker == self.worker
 
     async def finish(self, entry_id: int, state: str = DONE, *,
                      retry_in: timedelta | None = None) -> None:
         """`WAITING_MODEL` with `retry_in`: try a full answer again after that long. Only the
         worker holding the entry settles it."""
-        values: dict[str, Any] = {"state": state}
+        values: dict[str, Any] = {"entry_id": entry_id, "holder": self.worker, "state": state}
         if state in (DONE, FAILED):
             values["done_at"] = utcnow()
         if retry_in is not None:
             values["lease_until"] = utcnow() + retry_in
-        async with self._session() as session:
-            await session.execute(update(InboxEntry)
-                                  .where(InboxEntry.id == entry_id,
-                                         InboxEntry.worker == self.worker)
-                                  .values(**values))
+        async with self._transaction() as connection:
+            await connection.execute(_SET_ON_HELD_ENTRY, values)
 
     async def claim(self, state: str = WORKING, *, limit: int = 20) -> list[Entry]:
         """Entries in `state` whose lease (or wait) ran out, now held by this worker, with
