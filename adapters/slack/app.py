@@ -275,6 +275,16 @@ class SlackAdapter:
             return False
 
     async def start(self) -> None:
+        # One HTTP session for every Web API call, so that calls reuse kept-alive connections.
+        # Without one, slack_sdk opens a session, a TCP connection (and a TLS handshake to
+        # slack.com) for each call: several per answer (open, stream, finish). Bolt's
+        # per-request clients take this client's session. The timeout is the client's, as
+        # slack_sdk gives the sessions it opens itself, and calls are not queued behind a
+        # connection limit (each had its own connection before).
+        if self.client.session is None:
+            self.client.session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0),
+                timeout=aiohttp.ClientTimeout(total=self.client.timeout))
         if not self._oauth:
             try:  # a wrong token shows now, not at the first question
                 await self.client.auth_test()
@@ -325,6 +335,9 @@ class SlackAdapter:
             await self._socket.close_async()
             self._socket = None
         await self._in_flight.drain()
+        session, self.client.session = self.client.session, None
+        if session is not None:
+            await session.close()
 
     def _register(self) -> None:
         self.app.use(_NoteEvent(self._link))
@@ -494,7 +507,8 @@ class SlackAdapter:
         bot = await store.async_find_bot(enterprise_id=None, team_id=team_id) if store else None
         if bot is None or not bot.bot_token:
             raise DestinationUnavailable(f"bothub is not installed in Slack team {team_id}")
-        return AsyncWebClient(token=bot.bot_token, base_url=self.client.base_url)
+        return AsyncWebClient(token=bot.bot_token, base_url=self.client.base_url,
+                              session=self.client.session)
 
     async def _agent(self, client: Any, workspace: Workspace, user_id: str) -> Actor:
         return Actor(user_id, await self._user_name(client, workspace, user_id), "slack")
