@@ -14,6 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry, PoolResetState
 
 from bot.config import ConfigError
 
@@ -56,10 +57,30 @@ def create_engine(url: str) -> AsyncEngine:
         # One file, one writer at a time: under load, writers queue for the lock rather than
         # fail (a busy machine can hold it for seconds).
         options = {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}}
+        # A connection given back is rolled back only when a transaction is still open.
+        options["pool_reset_on_return"] = None
     engine = create_async_engine(target, **options)
     if is_sqlite(target):
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "reset", _rollback_if_open)
     return engine
+
+
+def _rollback_if_open(_dbapi_connection: Any, record: ConnectionPoolEntry,
+                      state: PoolResetState) -> None:
+    """The pool's rollback on return, only where a transaction is still open. The pool's own
+    rolls back every connection whose transaction the caller ended, and most end by COMMIT:
+    on aiosqlite each rollback is a round trip to the connection's thread (about one in five
+    of those a message costs) that SQLite answers by doing nothing. Whether a transaction is
+    open is a flag of the connection, read here without that round trip."""
+    if not state.asyncio_safe or state.transaction_was_reset:
+        return  # as the pool's own reset: nothing to do, or not from here
+    try:
+        open_transaction = bool(getattr(record.driver_connection, "in_transaction", True))
+    except ValueError:  # aiosqlite's connection is closed: nothing to roll back
+        return
+    if open_transaction and record.dbapi_connection is not None:
+        record.dbapi_connection.rollback()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
