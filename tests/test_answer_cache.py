@@ -27,6 +27,7 @@ from bot.answer_cache import (
     normalize_question,
 )
 from bot.config import AnswerCacheConfig
+from bot.kb import catalog as catalog_module
 from bot.kb.catalog import KbCatalog, RunReport
 from bot.store import migrate
 from bot.store.database import create_engine
@@ -307,3 +308,18 @@ async def test_kb_version_changes_with_the_index_not_with_idle_syncs(
     assert edited != first
     await catalog.forget_documents("docs", ["export.md"])
     assert await catalog.version() not in {first, edited}
+
+
+async def test_another_workers_sync_reaches_the_version_within_its_reuse_time(
+        database: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(catalog_module, "VERSION_REUSE_SECONDS", 0.3)
+    this_worker, other_worker = KbCatalog(database), KbCatalog(database)
+    before = await this_worker.version()
+    await other_worker.record_documents("docs", [{
+        "doc_id": "export.md", "title": "Export", "url": "", "content_hash": "h1",
+        "embedding_model": "", "chunk_count": 3}])
+
+    assert await this_worker.version() == before  # read once, reused: no query per question
+    assert await other_worker.version() != before  # the writer sees its own change at once
+    await asyncio.sleep(0.35)
+    assert await this_worker.version() == await other_worker.version()

@@ -7,6 +7,7 @@ not recorded is simply processed again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -69,7 +70,19 @@ class SyncInProgress(Exception):
     """Another sync is running against this database."""
 
 
+# How long a worker reuses the version it read: another worker's (or the CLI's) sync reaches
+# this worker's cache keys at most this late; its own syncs at once. Reading it is an aggregate
+# over every document, too much to run for every question of a large knowledge base.
+VERSION_REUSE_SECONDS = 5.0
+
+
 class KbCatalog(Repository):
+    _version: tuple[float, str] | None = None  # (time.monotonic() when read, the version)
+    _writes = 0  # this catalog's writes so far: a read that overlapped one is not kept
+
+    def _changed(self) -> None:
+        self._writes += 1
+        self._version = None
 
     async def indexed(self, source: str) -> dict[str, IndexedDocument]:
         async with self._session() as session:
@@ -93,6 +106,7 @@ class KbCatalog(Repository):
                 set_={name: statement.excluded[name] for name in
                       ("title", "url", "content_hash", "embedding_model", "chunk_count",
                        "updated_at")}))
+        self._changed()
 
     async def forget_documents(self, source: str, doc_ids: Sequence[str]) -> None:
         async with self._session() as session:
@@ -100,6 +114,7 @@ class KbCatalog(Repository):
                 await session.execute(delete(KbDocument).where(
                     KbDocument.source == source,
                     KbDocument.doc_id.in_(doc_ids[start:start + 500])))
+        self._changed()
 
     async def start_run(self, *, trigger: str, source: str | None,
                         scheduled_for: datetime | None = None) -> int | None:
@@ -138,6 +153,7 @@ class KbCatalog(Repository):
             await session.execute(update(KbSyncRun).where(KbSyncRun.id == run_id).values(
                 status=status, finished_at=now, heartbeat_at=now, duration_ms=duration_ms,
                 errors=report.errors, **_counts(report)))
+        self._changed()
 
     async def runs(self, limit: int = 20) -> list[RunRecord]:
         async with self._session() as session:
@@ -173,7 +189,12 @@ class KbCatalog(Repository):
         cached answers: the documents' count, chunks and latest change (a document row is
         written once its chunks are indexed, and deleted with them), and the last sync run
         that changed anything. A sync that found nothing new leaves it as it was, so cached
-        answers outlive a nightly sync with no changes. One aggregate query."""
+        answers outlive a nightly sync with no changes. One aggregate query, reused for
+        VERSION_REUSE_SECONDS unless this catalog wrote in the meantime."""
+        cached = self._version
+        if cached is not None and time.monotonic() - cached[0] < VERSION_REUSE_SECONDS:
+            return cached[1]
+        read_at, writes = time.monotonic(), self._writes
         last_change = (select(func.max(KbSyncRun.id))
                        .where(KbSyncRun.added + KbSyncRun.updated + KbSyncRun.deleted > 0)
                        .scalar_subquery())
@@ -183,7 +204,10 @@ class KbCatalog(Repository):
                 func.max(KbDocument.updated_at), last_change))).one()
         documents, chunks, changed_at, run = row
         stamp = _utc(changed_at).strftime("%Y%m%dT%H%M%S.%f") if changed_at else "-"
-        return f"r{run or 0}.d{documents}.c{chunks}.{stamp}"
+        version = f"r{run or 0}.d{documents}.c{chunks}.{stamp}"
+        if self._writes == writes:
+            self._version = (read_at, version)
+        return version
 
     async def add_entry(self, source: str, title: str, body: str, url: str = "") -> int:
         async with self._session() as session:
