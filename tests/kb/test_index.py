@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
 import uuid
+
+import pytest
 
 from bot.kb.documents import Chunk
 from bot.kb.index import ChunkIndex, table_name
@@ -64,3 +67,55 @@ def test_a_heading_says_the_title_once() -> None:
     assert heading("Billing", "Refunds") == "Billing › Refunds"
     assert heading("Billing", "") == "Billing"
     assert heading("", "Refunds › Card payments") == "Refunds › Card payments"
+
+
+def _unit(rng: random.Random, dims: int) -> list[float]:
+    values = [rng.gauss(0, 1) for _ in range(dims)]
+    norm = sum(v * v for v in values) ** 0.5
+    return [v / norm for v in values]
+
+
+async def _mixed_index(rows: int, dims: int) -> tuple[ChunkIndex, random.Random]:
+    """A table with vectors and overlapping words across two sources."""
+    rng = random.Random(3)
+    words = ["refund", "invoice", "export", "password", "webhook", "quota", "trial", "seat"]
+    chunks = [Chunk(source=f"s{n % 2}", doc_id=f"d{n}", index=0, title=f"Doc {n}", url="",
+                    section="", text=" ".join(rng.choice(words) for _ in range(12)))
+              for n in range(rows)]
+    index = ChunkIndex(f"memory://{uuid.uuid4().hex}", "test:random")
+    await index.replace_documents([], chunks, [_unit(rng, dims) for _ in chunks])
+    await index.finish()
+    return index, rng
+
+
+async def test_hybrid_search_ranks_as_lancedbs_rrf_hybrid_query_does() -> None:
+    """The two searches run separately and are fused here; what the user gets must be what
+    LanceDB's own hybrid query with its RRF reranker gives: same passages, order, scores."""
+    from lancedb.rerankers import RRFReranker
+
+    index, rng = await _mixed_index(200, 8)
+    table, _ = await index._readable()
+    assert table is not None
+    for text in ("refund invoice", "export webhook quota", "seat", "trial password refund"):
+        vector = _unit(rng, 8)
+        for sources in (["s0", "s1"], ["s1"]):
+            ours = await index.search(text, vector, sources, 5)
+            theirs = await (table.query().nearest_to(vector).distance_type("cosine")
+                            .nearest_to_text(text, columns="content")
+                            .where(f"source IN ({', '.join(repr(s) for s in sources)})")
+                            .rerank(RRFReranker(return_score="all")).limit(5).to_list())
+            assert [(h.chunk.doc_id, h.score, h.bm25) for h in ours] == [
+                (r["doc_id"], pytest.approx(r["_relevance_score"]),
+                 None if r["_score"] is None else pytest.approx(r["_score"])) for r in theirs]
+            assert [h.similarity is None for h in ours] == [r["_distance"] is None
+                                                            for r in theirs]
+            assert all(h.chunk.source in sources for h in ours)
+
+
+async def test_the_source_filter_applies_before_the_best_are_taken() -> None:
+    """A channel that sees one source in two still gets a full page of its own passages,
+    not what is left of the best passages overall."""
+    index, rng = await _mixed_index(200, 8)
+    for vector in (None, _unit(rng, 8)):
+        hits = await index.search("refund invoice export", vector, ["s1"], 10)
+        assert len(hits) == 10 and {h.chunk.source for h in hits} == {"s1"}
