@@ -31,6 +31,10 @@ VECTOR_INDEX_MIN_ROWS = 2_000
 # What a hit shows: the full `content` and the vector (6 kB at 1,536 dimensions) stay on disk.
 HIT_COLUMNS = ["source", "doc_id", "chunk_index", "title", "url", "section", "text"]
 RRF_K = 60  # reciprocal rank fusion's constant, LanceDB's RRFReranker default
+# How stale an open table may be: LanceDB's default never looks for versions written by other
+# processes, so a worker would search what it first opened until restarted while another
+# worker or `bothub kb sync` kept the knowledge base current. Checked at most this often.
+READ_CONSISTENCY = timedelta(seconds=5)
 
 
 def table_name(embedder_name: str | None) -> str:
@@ -65,7 +69,8 @@ class ChunkIndex:
         if self._db is None:
             import lancedb
 
-            self._db = await lancedb.connect_async(self.uri)
+            self._db = await lancedb.connect_async(
+                self.uri, read_consistency_interval=READ_CONSISTENCY)
         return self._db
 
     async def _open(self) -> lancedb.AsyncTable | None:

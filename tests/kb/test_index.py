@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from bot.kb import index as index_module
 from bot.kb.documents import Chunk
 from bot.kb.index import ChunkIndex, table_name
 
@@ -119,3 +123,20 @@ async def test_the_source_filter_applies_before_the_best_are_taken() -> None:
     for vector in (None, _unit(rng, 8)):
         hits = await index.search("refund invoice export", vector, ["s1"], 10)
         assert len(hits) == 10 and {h.chunk.source for h in hits} == {"s1"}
+
+
+async def test_a_worker_sees_what_another_process_indexed_within_the_consistency_interval(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(index_module, "READ_CONSISTENCY", timedelta(seconds=0.2))
+    uri = str(tmp_path / "lancedb")
+    serving, syncing = ChunkIndex(uri, None), ChunkIndex(uri, None)  # two connections
+    await syncing.replace_documents([("docs", "a")], [chunk("a", "refunds take 14 days")], None)
+    await syncing.finish()
+    assert [h.chunk.doc_id for h in await serving.search("refunds", None, ["docs"], 3)] == ["a"]
+
+    await syncing.replace_documents([("docs", "b")], [chunk("b", "refunds of gift cards")],
+                                    None)
+    await syncing.finish()
+    await asyncio.sleep(0.3)
+    found = await serving.search("refunds", None, ["docs"], 3)
+    assert sorted(h.chunk.doc_id for h in found) == ["a", "b"]
