@@ -92,18 +92,20 @@ class Hub:
             self._scheduler.every(ESCALATION_SWEEP_SECONDS, self.engine.desk.sweep,
                                   job_id="escalation-sweep")
         self._scheduler.every(self.redelivery.interval, self.redelivery.tick, job_id="inbox")
-        if await self.knowledge.needs_sync():
-            task = asyncio.create_task(self._first_sync())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        task = asyncio.create_task(self._prepare_knowledge())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _first_sync(self) -> None:
+    async def _prepare_knowledge(self) -> None:
+        """Index at once if needed, then read the index before the first question does."""
         try:
-            await self.knowledge.sync(trigger="first")
+            if await self.knowledge.needs_sync():
+                await self.knowledge.sync(trigger="first")
         except SyncInProgress:
             pass  # another worker is doing it
         except Exception:
             log.exception("kb.first_sync_failed")
+        await self.knowledge.warm()
 
     @cached_property
     def redelivery(self) -> Redelivery:

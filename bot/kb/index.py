@@ -174,6 +174,19 @@ class ChunkIndex:
             await db.drop_table(name)
         return stale
 
+    async def warm(self, sources: Sequence[str]) -> None:
+        """Search once now, so that the indexes are read before a user's question needs them:
+        the first search after a table is opened loads them (a second or more at 100k
+        chunks)."""
+        table, vectors_match = await self._readable()
+        if table is None:
+            return
+        vector = None
+        if vectors_match:
+            dims = (await table.schema()).field("vector").type.list_size
+            vector = [1.0] + [0.0] * (dims - 1)
+        await self.search("warm up", vector, sources, 1)
+
     async def count(self) -> int:
         table = await self._open()
         return 0 if table is None else await table.count_rows()

@@ -155,6 +155,14 @@ class KnowledgeBase:
                 metrics.RETRIEVAL_TOP_SCORE.record(best.bm25, {"kind": "bm25"})
         return Retrieval(tuple(relevant))
 
+    async def warm(self) -> None:
+        """Read the index's files before the first question (see `ChunkIndex.warm`); a
+        failure here only means the first question pays for it."""
+        try:
+            await self.index.warm(tuple(s.name for s in self.sources))
+        except Exception as exc:
+            log.warning("kb.warm_up_failed", error=str(exc)[:200])
+
     async def search(self, question: str, sources: tuple[str, ...] | None = None,
                      limit: int = 5) -> list[Hit]:
         names = sources if sources is not None else tuple(s.name for s in self.sources)

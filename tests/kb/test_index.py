@@ -140,3 +140,16 @@ async def test_a_worker_sees_what_another_process_indexed_within_the_consistency
     await asyncio.sleep(0.3)
     found = await serving.search("refunds", None, ["docs"], 3)
     assert sorted(h.chunk.doc_id for h in found) == ["a", "b"]
+
+
+async def test_warming_up_reads_the_index_and_changes_nothing() -> None:
+    empty = ChunkIndex(f"memory://{uuid.uuid4().hex}", "test:random")
+    await empty.warm(["s0"])  # nothing indexed yet: nothing to read
+    index, rng = await _mixed_index(50, 8)
+    query = _unit(rng, 8)
+    before = await index.search("refund invoice", query, ["s0", "s1"], 5)
+
+    await index.warm(["s0", "s1"])
+
+    assert await index.search("refund invoice", query, ["s0", "s1"], 5) == before
+    assert await index.count() == 50
