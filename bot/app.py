@@ -47,6 +47,8 @@ class Hub:
     engine: Engine
     _scheduler: KbScheduler | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # Set once start_services has the knowledge base indexed (or found it so) and read.
+    knowledge_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     async def create(cls, settings: Settings, *, apply_migrations: bool = True) -> Hub:
@@ -106,6 +108,7 @@ class Hub:
         except Exception:
             log.exception("kb.first_sync_failed")
         await self.knowledge.warm()
+        self.knowledge_ready.set()
 
     @cached_property
     def redelivery(self) -> Redelivery:
