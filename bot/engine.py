@@ -556,12 +556,6 @@ class Engine:
             prompt, policy, stream, prepared.notes, passages or (), ref=str(user_turn),
             tools=tools, key=message.key, model=model)
         record.sources = sources(reply)
-        if cache_key is not None and self._cache is not None and record.status == "ok" and \
-                handoff is None and reply.mode is ReplyMode.MODEL and \
-                not _names(message.author.display_name, record.text):
-            # Never one user's name in another's answer: personal answers are not kept.
-            await self._cache.put(cache_key, CachedAnswer(
-                record.text, [asdict(c) for c in reply.citations], record.model))
         record.latency_ms = int((time.monotonic() - started) * 1000)
         if not await self._still_ours(accepted, log):
             return Result(Outcome.DUPLICATE, conversation.id)
@@ -578,6 +572,13 @@ class Engine:
             return Result(Outcome.ANSWERED, conversation.id, reply)
         await self._record(conversation, user_turn, record, log)
         await stream.finish(reply)
+        if cache_key is not None and self._cache is not None and record.status == "ok" and \
+                handoff is None and reply.mode is ReplyMode.MODEL and \
+                not _names(message.author.display_name, record.text):
+            # After the answer is shown: the user does not wait for it. Never one user's name
+            # in another's answer: personal answers are not kept.
+            await self._cache.put(cache_key, CachedAnswer(
+                record.text, [asdict(c) for c in reply.citations], record.model))
         if self.desk is not None:
             reason = handoff
             if reason is None and retrieval is not None and not retrieval.found and \
