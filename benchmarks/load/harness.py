@@ -126,7 +126,8 @@ async def _load(target: targets.Target, driver: Driver, model: FakeOpenAI,
         await driver.close()
     model_calls = len(model.chat_requests()) - model_calls_before
     results = measure.outcomes(driver.messages(), driver.writes(), questions)
-    figures = _figures(results, settings, sent_span, model_calls)
+    figures = _figures(results, settings, sent_span, model_calls,
+                       measure.model_times(model.chat_streams()))
     figures["cpu_ms_per_question"] = round(cpu * 1000 / len(questions), 1)
     figures["rss_samples"] = rss_samples
     # The harness shares the machine: when it needs a core of its own, figures at that rate
@@ -179,12 +180,22 @@ async def _wait_answered(driver: Driver, questions: list[measure.Question],
 
 
 def _figures(outcomes: list[measure.Outcome], settings: LoadSettings, sent_span: float,
-             model_calls: int) -> dict[str, Any]:
+             model_calls: int, model_times: dict[int, measure.ModelTime]) -> dict[str, Any]:
+    """Hub-added time is each answer's observed time less its model's own, as the fake model
+    measured it (the scripted one where it has no record, such as an answer from the cache)."""
+    nominal = measure.ModelTime(settings.model_first, settings.model_last)
     acknowledged = [o.acknowledged - o.question.sent for o in outcomes
                     if o.acknowledged is not None]
     first = [o.first - o.question.sent for o in outcomes if o.first is not None]
     last = [o.last - o.question.sent for o in outcomes
             if o.last is not None and o.answers >= 1]
+    own = [model_times.get(o.question.number, nominal) for o in outcomes]
+    measured = [model_times[o.question.number] for o in outcomes
+                if o.question.number in model_times]
+    added_first = [o.first - o.question.sent - m.first for o, m in zip(outcomes, own, strict=True)
+                   if o.first is not None]
+    added_last = [o.last - o.question.sent - m.last for o, m in zip(outcomes, own, strict=True)
+                  if o.last is not None and o.answers >= 1]
     answered = [o for o in outcomes if o.answers >= 1]
     ends = [o.last for o in answered if o.last is not None]
     n = len(outcomes)
@@ -202,9 +213,11 @@ def _figures(outcomes: list[measure.Outcome], settings: LoadSettings, sent_span:
         "observed_acknowledged_ms": measure.distribution(acknowledged),
         "observed_first_ms": measure.distribution(first),
         "observed_last_ms": measure.distribution(last),
-        "added_first_ms": measure.distribution([t - settings.model_first for t in first]),
-        "added_last_ms": measure.distribution([t - settings.model_last for t in last]),
-        "mean_added_first_ms": (round((statistics.fmean(first) - settings.model_first) * 1000, 1)
-                                if first else None),
+        "added_first_ms": measure.distribution(added_first),
+        "added_last_ms": measure.distribution(added_last),
+        "mean_added_first_ms": (round(statistics.fmean(added_first) * 1000, 1)
+                                if added_first else None),
+        "model_first_ms": measure.distribution([m.first for m in measured]),
+        "model_last_ms": measure.distribution([m.last for m in measured]),
         "cpus": os.cpu_count(),
     }

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from tests.fakes.openai_server import RecordedRequest
+
 ANSWER_END = "done."
 _QUESTION_MARK = re.compile(r"q-(\d+)")
 _ANSWER_MARK = re.compile(r"ans-(\d+)")
@@ -30,21 +32,48 @@ def answer_text(number: int, tokens: int) -> str:
     return " ".join([f"ans-{number}", *["tok"] * max(0, tokens - 2), ANSWER_END])
 
 
+def asked(body: dict[str, Any] | None) -> int | None:
+    """The number of the question a chat request answers: its last user message's marker."""
+    for message in reversed((body or {}).get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            found = _QUESTION_MARK.findall(content if isinstance(content, str) else str(content))
+            return int(found[-1]) if found else None
+    return None
+
+
 def responder(tokens: int) -> Any:
     """A FakeOpenAI responder answering the last user message's marked question."""
 
     def respond(body: dict[str, Any]) -> str:
-        for message in reversed(body.get("messages") or []):
-            if isinstance(message, dict) and message.get("role") == "user":
-                content = message.get("content")
-                text = content if isinstance(content, str) else str(content)
-                found = _QUESTION_MARK.findall(text)
-                if found:
-                    return answer_text(int(found[-1]), tokens)
-                break
-        return "unmarked question " + ANSWER_END
+        number = asked(body)
+        return "unmarked question " + ANSWER_END if number is None else \
+            answer_text(number, tokens)
 
     return respond
+
+
+@dataclass(frozen=True)
+class ModelTime:
+    """The model's own time for one answer as the fake measured it, from the request's arrival:
+    to its first piece of text, and to the end of the stream (seconds). The scripted times
+    plus what the fake's sleeps overshot, which is the model's, not the hub's."""
+
+    first: float
+    last: float
+
+
+def model_times(streams: Iterable[RecordedRequest]) -> dict[int, ModelTime]:
+    """Question number -> the model's time for its answer (the first stream that ended)."""
+    times: dict[int, ModelTime] = {}
+    for request in streams:
+        number = asked(request.json)
+        if number is None or number in times or request.first_piece_at is None \
+                or request.ended_at is None:
+            continue
+        times[number] = ModelTime(request.first_piece_at - request.received_at,
+                                  request.ended_at - request.received_at)
+    return times
 
 
 @dataclass

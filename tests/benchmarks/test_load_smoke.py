@@ -36,6 +36,11 @@ def test_each_question_is_answered_once_and_timed(platform: str, tmp_path: Path,
     for key in ("observed_acknowledged_ms", "observed_first_ms", "observed_last_ms"):
         assert figures[key]["n"] == 3, key
     assert figures["observed_first_ms"]["max"] <= figures["observed_last_ms"]["max"]
+    # The model's own time was measured at the fake for each answer, and is what the
+    # hub-added time leaves out.
+    assert figures["model_last_ms"]["n"] == 3
+    assert figures["model_last_ms"]["p50"] >= settings.model_last * 1000  # scripted, at least
+    assert figures["added_last_ms"]["max"] < figures["observed_last_ms"]["max"]
     assert list(tmp_path.glob("load-bothub*.log"))
 
 

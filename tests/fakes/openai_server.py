@@ -115,6 +115,10 @@ class RecordedRequest:
     tool_calls_without_tools: bool = False
     # time.monotonic() when the request arrived: tests measure the SDK's retry waits with it.
     received_at: float = field(default_factory=time.monotonic)
+    # A streamed answer's first piece of text and its end ([DONE] written), time.monotonic():
+    # the model's own time as its client sees it, sleeps' overshoot included (benchmarks).
+    first_piece_at: float | None = None
+    ended_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -361,6 +365,12 @@ class FakeOpenAI(BackgroundServer):
                 for r in self.requests
                 if r.method == "POST" and r.path == "/v1/chat/completions" and r.json is not None
             ]
+
+    def chat_streams(self) -> list[RecordedRequest]:
+        """The chat completion requests whose answer was streamed to its end, in order."""
+        with self._lock:
+            return [r for r in self.requests
+                    if r.path == "/v1/chat/completions" and r.ended_at is not None]
 
     def _pop_script(self) -> ScriptedReply | None:
         with self._lock:
@@ -616,6 +626,8 @@ class FakeOpenAI(BackgroundServer):
                 if chunk_delay > 0:
                     await asyncio.sleep(chunk_delay)
                 await _send_event(response, chunk(delta))
+                if index == 0:
+                    request[_RECORD_KEY].first_piece_at = time.monotonic()
             if scripted.disconnect_after_chunks is not None:
                 _drop_connection(request)  # asked for more chunks than the answer has
                 return response
@@ -632,6 +644,7 @@ class FakeOpenAI(BackgroundServer):
                 await _send_event(response, final)
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
+            request[_RECORD_KEY].ended_at = time.monotonic()
         except ConnectionError:
             pass  # the client stopped reading (closed the stream early or timed out)
         return response
