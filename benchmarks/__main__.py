@@ -184,6 +184,7 @@ def print_summary(summary: dict[str, Any]) -> None:
         rows: list[tuple[str, ...]] = [("", *load)]
         for label, key in (("hub-added to first text", "added_first_ms"),
                            ("hub-added to final answer", "added_last_ms"),
+                           ("hub time before the model is asked", "hub_before_model_ms"),
                            ("first text seen", "observed_first_ms"),
                            ("acknowledged", "observed_acknowledged_ms")):
             rows.append((label, *(_cell(f.get(key)) for f in load.values())))

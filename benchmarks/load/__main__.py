@@ -37,6 +37,7 @@ FIGURES = [  # (label, key in a target's figures)
     ("final answer seen, ms", "observed_last_ms"),
     ("hub-added to first text, ms", "added_first_ms"),
     ("hub-added to final answer, ms", "added_last_ms"),
+    ("hub time before the model is asked, ms", "hub_before_model_ms"),
     ("the model's own time to first piece (at the fake), ms", "model_first_ms"),
     ("the model's own time to the end (at the fake), ms", "model_last_ms"),
 ]

@@ -192,6 +192,9 @@ def _figures(outcomes: list[measure.Outcome], settings: LoadSettings, sent_span:
     own = [model_times.get(o.question.number, nominal) for o in outcomes]
     measured = [model_times[o.question.number] for o in outcomes
                 if o.question.number in model_times]
+    # Where the hub-added time goes: before the model is asked, and after its first piece.
+    before_model = [model_times[o.question.number].requested_at - o.question.sent
+                    for o in outcomes if o.question.number in model_times]
     added_first = [o.first - o.question.sent - m.first for o, m in zip(outcomes, own, strict=True)
                    if o.first is not None]
     added_last = [o.last - o.question.sent - m.last for o, m in zip(outcomes, own, strict=True)
@@ -217,6 +220,7 @@ def _figures(outcomes: list[measure.Outcome], settings: LoadSettings, sent_span:
         "added_last_ms": measure.distribution(added_last),
         "mean_added_first_ms": (round(statistics.fmean(added_first) * 1000, 1)
                                 if added_first else None),
+        "hub_before_model_ms": measure.distribution(before_model),
         "model_first_ms": measure.distribution([m.first for m in measured]),
         "model_last_ms": measure.distribution([m.last for m in measured]),
         "cpus": os.cpu_count(),

@@ -61,6 +61,7 @@ class ModelTime:
 
     first: float
     last: float
+    requested_at: float = 0.0  # time.monotonic() in this process: when the request arrived
 
 
 def model_times(streams: Iterable[RecordedRequest]) -> dict[int, ModelTime]:
@@ -72,7 +73,7 @@ def model_times(streams: Iterable[RecordedRequest]) -> dict[int, ModelTime]:
                 or request.ended_at is None:
             continue
         times[number] = ModelTime(request.first_piece_at - request.received_at,
-                                  request.ended_at - request.received_at)
+                                  request.ended_at - request.received_at, request.received_at)
     return times
 
 
