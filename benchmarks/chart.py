@@ -68,6 +68,7 @@ def _latency(ax: Axes, load: dict[str, Any], overload: dict[str, Any] | None) ->
     ax.axhline(50, color="red", linestyle="--", linewidth=1, label="target: first text p99 50 ms")
     ax.set_xticks(range(len(names)), names, rotation=15, ha="right", fontsize=8)
     ax.set_yscale("symlog", linthresh=100)
+    ax.set_ylim(bottom=-20)  # a few ms below zero is the stamps' noise (see the README)
     ax.set_ylabel("ms (log above 100)")
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=2)
