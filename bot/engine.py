@@ -588,7 +588,8 @@ class Engine:
                 await self._escalate_after(message, conversation, reason[0], reason[1],
                                            channel, log)
         try:  # after the answer is delivered: the user never waits for a summary
-            await self._memory.fold_if_needed(conversation)
+            await self._memory.fold_if_needed(conversation, history,
+                                              (prepared.text, record.text))
         except StorageUnavailable as exc:
             log.warning("engine.fold_not_saved", reason=exc.reason)
         outcome = Outcome.ANSWERED if record.status == "ok" else Outcome.MODEL_FAILED

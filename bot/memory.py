@@ -36,6 +36,9 @@ class Summarizer(Protocol):
 class History:
     summary: str
     turns: list[Turn]
+    # Tokens of every turn since the summary (shown or not): with the turn being answered and
+    # its answer, whether the conversation still fits without reading it again.
+    tokens: int = 0
 
 
 class ConversationMemory:
@@ -51,12 +54,21 @@ class ConversationMemory:
                                         before_id=before_id)
         room = max(self.budget // 4, self.budget - count_tokens(conversation.summary))
         keep = _newest_within(turns, room)
-        return History(conversation.summary, [_fit(turn, room) for turn in keep])
+        return History(conversation.summary, [_fit(turn, room) for turn in keep],
+                       tokens=sum(count_turn(turn.text) for turn in turns))
 
-    async def fold_if_needed(self, conversation: ConversationState) -> bool:
-        """Fold older turns into the summary once they outgrow the budget; True if it did."""
+    async def fold_if_needed(self, conversation: ConversationState,
+                             recalled: History | None = None,
+                             added: Sequence[str] = ()) -> bool:
+        """Fold older turns into the summary once they outgrow the budget; True if it did.
+        `recalled` (this turn's history) and `added` (the question and its answer) spare
+        reading the turns again while the conversation clearly fits: a turn stored meanwhile
+        by another message is counted at the next turn's check."""
         if self._summarize is None:
             return False  # no model, no summary: old turns simply drop out of view
+        if recalled is not None and count_tokens(recalled.summary) + recalled.tokens + sum(
+                count_turn(text) for text in added) <= self.budget:
+            return False
         turns = await self._store.turns(conversation.id, after_id=conversation.summary_through_id)
         summary = conversation.summary
         if count_tokens(summary) + sum(count_turn(t.text) for t in turns) <= self.budget:

@@ -6,6 +6,7 @@ import base64
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from bot.app import Hub
 from bot.engine import Engine, Outcome
@@ -375,3 +376,20 @@ async def test_closing_the_hub_closes_the_embedding_client(tmp_path: Path,
     client = hub.knowledge.embedder._client  # type: ignore[union-attr]
     await hub.close()
     assert client.is_closed()
+
+
+async def test_a_conversation_within_its_budget_is_read_once_per_answer(hub: Hub) -> None:
+    """Whether to fold is known from the history read for the answer: no second read."""
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(" ".join(statement.split()))
+
+    await hub.engine.handle(question("My order number is 4417."), RecordingChannel())
+    event.listen(hub.database.sync_engine, "before_cursor_execute", seen)
+    try:
+        await hub.engine.handle(question("What was my order number?"), RecordingChannel())
+    finally:
+        event.remove(hub.database.sync_engine, "before_cursor_execute", seen)
+    reads = [s for s in statements if s.startswith("SELECT") and " FROM messages" in s]
+    assert len(reads) == 1, reads
