@@ -175,12 +175,14 @@ class ChunkIndex:
         return stale
 
     async def warm(self, sources: Sequence[str]) -> None:
-        """Search once now, so that the indexes are read before a user's question needs them:
-        the first search after a table is opened loads them (a second or more at 100k
-        chunks)."""
+        """Load the indexes now, before a user's question needs them: the first search after
+        a table is opened reads them (a second or more at 100k chunks), and the vector
+        index's partitions are otherwise read one by one as queries first touch them."""
         table, vectors_match = await self._readable()
         if table is None:
             return
+        for index in await table.list_indices():
+            await table.prewarm_index(index.name)
         vector = None
         if vectors_match:
             dims = (await table.schema()).field("vector").type.list_size
