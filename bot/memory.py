@@ -54,8 +54,10 @@ class ConversationMemory:
                                         before_id=before_id)
         room = max(self.budget // 4, self.budget - count_tokens(conversation.summary))
         keep = _newest_within(turns, room)
-        return History(conversation.summary, [_fit(turn, room) for turn in keep],
-                       tokens=sum(count_turn(turn.text) for turn in turns))
+        # Counted only where folding can happen: without a model turns are never folded, and
+        # a long conversation's every turn would be counted on every question for nothing.
+        tokens = sum(count_turn(turn.text) for turn in turns) if self._summarize else 0
+        return History(conversation.summary, [_fit(turn, room) for turn in keep], tokens=tokens)
 
     async def fold_if_needed(self, conversation: ConversationState,
                              recalled: History | None = None,
