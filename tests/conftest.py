@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import psycopg
 import pytest
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,6 +28,7 @@ from tests.fakes.botframework_server import FakeBotFramework
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.slack_server import FakeSlack
+from tests.postgres import throwaway_database
 
 POSTGRES_ADMIN_URL = os.environ.get("BOTHUB_TEST_POSTGRES_URL",
                                     "postgresql://postgres@127.0.0.1:5432/test")
@@ -73,17 +73,8 @@ _teams_server, fake_teams = shared_fake(FakeBotFramework, "fake_teams")
 
 def _postgres_database() -> Iterator[str]:
     """A fresh, empty database per test, dropped afterwards: tests never see each other's rows."""
-    name = f"bothub_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(POSTGRES_ADMIN_URL, "bothub_test", pytest.fail) as url:
+        yield url
 
 
 @pytest.fixture

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from collections.abc import Iterator
+from typing import NoReturn
 
-import psycopg
 import redis
+
+from tests.postgres import throwaway_database
 
 STORAGES = ("sqlite", "postgres")
 POSTGRES_ADMIN_URL = os.environ.get("BOTHUB_BENCH_POSTGRES_URL",
@@ -34,24 +35,13 @@ def provisioned(storage: str) -> Iterator[dict[str, str]]:
         return
     if storage != "postgres":
         raise ValueError(f"unknown storage {storage!r}; one of {', '.join(STORAGES)}")
-    with _postgres_database() as database_url, _redis_database() as redis_url:
+    with throwaway_database(POSTGRES_ADMIN_URL, "bothub_load", _postgres_unreachable) \
+            as database_url, _redis_database() as redis_url:
         yield {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
 
 
-@contextlib.contextmanager
-def _postgres_database() -> Iterator[str]:
-    name = f"bothub_load_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        raise SystemExit(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} "
-                         f"(set BOTHUB_BENCH_POSTGRES_URL): {exc}") from None
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def _postgres_unreachable(problem: str) -> NoReturn:
+    raise SystemExit(f"{problem} (set BOTHUB_BENCH_POSTGRES_URL)")
 
 
 @contextlib.contextmanager
