@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,26 +32,29 @@ class Repository:
     @asynccontextmanager
     async def _session(self) -> AsyncIterator[AsyncSession]:
         """One transaction; any database failure becomes `StorageUnavailable`."""
-        try:
+        with _storage_errors():
             async with self._sessions.begin() as session:
                 yield session
-        except (OperationalError, DBAPIError) as exc:
-            raise StorageUnavailable(_describe(exc)) from exc
-        except SQLAlchemyError as exc:
-            raise StorageUnavailable(type(exc).__name__) from exc
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection]:
         """One transaction on a plain connection, for the statements every message runs: they
         need none of a session's bookkeeping (identity map, unit of work, ORM bulk paths),
         which cost more CPU than the statements themselves. Same errors as `_session`."""
-        try:
+        with _storage_errors():
             async with self._engine.begin() as connection:
                 yield connection
-        except (OperationalError, DBAPIError) as exc:
-            raise StorageUnavailable(_describe(exc)) from exc
-        except SQLAlchemyError as exc:
-            raise StorageUnavailable(type(exc).__name__) from exc
+
+
+@contextmanager
+def _storage_errors() -> Iterator[None]:
+    """Any database failure in the block becomes `StorageUnavailable`."""
+    try:
+        yield
+    except (OperationalError, DBAPIError) as exc:
+        raise StorageUnavailable(_describe(exc)) from exc
+    except SQLAlchemyError as exc:
+        raise StorageUnavailable(type(exc).__name__) from exc
 
 
 def _describe(exc: DBAPIError) -> str:
