@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,14 +50,18 @@ class Target:
             pids.extend(int(p) for p in children.read_text().split())
         return pids
 
+    def _proc(self, name: str) -> Iterator[str]:
+        """/proc/<pid>/<name> of the process and of each child still alive."""
+        for pid in self._pids():
+            try:
+                yield Path(f"/proc/{pid}/{name}").read_text()
+            except OSError:
+                continue
+
     def cpu_seconds(self) -> float:
         """CPU time (user + system) the process and its children have used so far."""
         total = 0
-        for pid in self._pids():
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
-            except OSError:
-                continue
+        for stat in self._proc("stat"):
             fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
             total += int(fields[11]) + int(fields[12])  # utime, stime
         return total / os.sysconf("SC_CLK_TCK")
@@ -72,11 +76,7 @@ class Target:
 
     def _memory(self, field: str) -> int | None:
         total = 0
-        for pid in self._pids():
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
+        for status in self._proc("status"):
             for line in status.splitlines():
                 if line.startswith(field):
                     total += int(line.split()[1]) * 1024
